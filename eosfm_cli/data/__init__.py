@@ -1,0 +1,1 @@
+"""Datasets: the experiment registry, one module per dataset family, and synthetic data."""

@@ -1,0 +1,1 @@
+"""Models: specialists, the EosFM ensemble encoder, band adaptation, gates and heads."""

@@ -1,0 +1,1 @@
+"""Pipeline stages: plain functions taking a resolved profile and a workspace."""

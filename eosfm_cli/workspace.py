@@ -1,0 +1,463 @@
+"""Workspace: folder layout, ``manifest.json``, atomic writes and the workspace lock.
+
+Layout::
+
+    <workspace>/
+      manifest.json            every stage run: stage, times, profile, inputs (sha256), outputs
+      .lock                    pid of the process that writes (exclusive)
+      specialists/<name>/      last.ckpt, best.ckpt, metrics.json, specialist.json, logs/
+      ensembles/<name>.safetensors
+      cache/                   frozen-feature cache
+      heads/<run>/             head checkpoint, metrics.json, gates.json
+      selection/<run>.json     learned gates, ranking, ablation
+      eval/<run>/              metrics.json, confusion.png, predictions
+      predictions/             predicted GeoTIFFs
+      emissions/<stage>-<run_id>.csv
+      reports/                 emissions.{md,json,png}
+      tmp/                     staging area for atomic writes
+
+Every artifact is written to a temporary file in the same folder, flushed with ``fsync`` and
+renamed over its final name, so a crash never leaves a half-written file under a real name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eosfm_cli.errors import WorkspaceError
+
+SUBDIRS = (
+    "specialists",
+    "ensembles",
+    "cache",
+    "heads",
+    "selection",
+    "eval",
+    "predictions",
+    "emissions",
+    "reports",
+)
+
+
+def now_iso() -> str:
+    """Return the current UTC time as an ISO 8601 string."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _disk_error(err: OSError, path: Path) -> WorkspaceError:
+    if err.errno == errno.ENOSPC:
+        return WorkspaceError(
+            "no space left on device", where=str(path), hint="free disk space and run again"
+        )
+    if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return WorkspaceError(
+            "the workspace is not writable",
+            where=str(path),
+            hint="choose a writable folder with --workspace",
+        )
+    return WorkspaceError(f"cannot write: {err.strerror or err}", where=str(path))
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it over ``final`` on success.
+
+    The caller writes the file at the yielded path (with any library). On an exception the
+    temporary file is removed and ``final`` is untouched.
+
+    Args:
+        final: the artifact's final path.
+        suffix: suffix of the temporary file (defaults to ``final``'s suffix, which some
+            writers need to pick a format).
+
+    Yields:
+        The temporary path to write.
+    """
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _disk_error(err, final.parent) from None
+    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{suffix or final.suffix}"
+    try:
+        yield tmp
+        if tmp.is_file():
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _disk_error(err, final) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if tmp.is_dir():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write bytes atomically (temporary file, fsync, rename)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write text (UTF-8) atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON atomically, indented and with a trailing newline."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Return the hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Return the versions of eosfm and its main dependencies that are installed."""
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for dist in ("eosfm", "torch", "lightning", "timm", "torchgeo", "rasterio", "codecarbon"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie counts as dead: it holds nothing any more.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+@dataclass
+class WorkspaceLock:
+    """An exclusive, pid-stamped lock file; stale locks of dead processes are recovered.
+
+    Attributes:
+        path: the lock file.
+        stage: the stage holding it (written into the file for the refusal message).
+    """
+
+    path: Path
+    stage: str = ""
+    held: bool = field(default=False, init=False)
+
+    def _read_holder(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self, wait: bool = False, timeout: float = 3600.0, poll: float = 0.2) -> None:
+        """Take the lock.
+
+        Args:
+            wait: wait for the holder to finish instead of refusing at once.
+            timeout: seconds to wait at most.
+            poll: seconds between attempts.
+
+        Raises:
+            WorkspaceError: when another live process holds the lock (and ``wait`` is off or
+                the timeout passed).
+        """
+        deadline = time.monotonic() + timeout
+        payload = json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "stage": self.stage,
+             "since": now_iso()}
+        )
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._read_holder()
+                pid = int(holder.get("pid", 0) or 0)
+                same_host = holder.get("host", socket.gethostname()) == socket.gethostname()
+                if same_host and not _pid_alive(pid):
+                    # Stale lock from a killed process: recover it.
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()
+                    continue
+                if wait and time.monotonic() < deadline:
+                    time.sleep(poll)
+                    continue
+                raise WorkspaceError(
+                    f"workspace is locked by pid {pid} ({holder.get('stage') or 'a stage'}, "
+                    f"since {holder.get('since', '?')})",
+                    where=str(self.path.parent),
+                    hint="wait for it to finish, pass --wait, or use another --workspace",
+                ) from None
+            except OSError as err:
+                raise _disk_error(err, self.path) from None
+            with os.fdopen(fd, "w") as fh:
+                fh.write(payload)
+            self.held = True
+            return
+
+    def release(self) -> None:
+        """Release the lock if this process holds it."""
+        if self.held:
+            holder = self._read_holder()
+            if int(holder.get("pid", -1) or -1) == os.getpid():
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+            self.held = False
+
+
+@dataclass
+class StageRun:
+    """A stage run being recorded in the manifest.
+
+    Attributes:
+        run_id: unique id of the run.
+        stage: the stage name.
+        inputs: input artifacts (path → sha256).
+        outputs: output artifacts (workspace-relative paths).
+        extra: additional fields merged into the manifest entry (metrics, emissions, ...).
+    """
+
+    run_id: str
+    stage: str
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Workspace:
+    """A workspace folder.
+
+    Args:
+        root: the workspace folder (created on first write).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().absolute()
+
+    # Paths ----------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        """The manifest file."""
+        return self.root / "manifest.json"
+
+    def path(self, *parts: str) -> Path:
+        """Return a path inside the workspace, refusing any that would escape it.
+
+        Args:
+            parts: path components relative to the workspace root.
+
+        Raises:
+            WorkspaceError: if the result lies outside the workspace (e.g. ``../../etc``).
+        """
+        target = self.root.joinpath(*parts).resolve()
+        root = self.root.resolve()
+        if target != root and root not in target.parents:
+            raise WorkspaceError(
+                f"path {'/'.join(parts)!r} escapes the workspace",
+                where=str(self.root),
+                hint="use a plain name without '..' or an absolute path",
+            )
+        return target
+
+    def specialist_dir(self, name: str) -> Path:
+        """The folder of one specialist."""
+        return self.path("specialists", name)
+
+    def ensemble_path(self, name: str, fmt: str = "safetensors") -> Path:
+        """The path of an exported ensemble."""
+        return self.path("ensembles", f"{name}.{fmt}")
+
+    def list_specialists(self) -> list[str]:
+        """Names of the specialists with a ``specialist.json`` in the workspace."""
+        base = self.root / "specialists"
+        if not base.is_dir():
+            return []
+        return sorted(p.parent.name for p in base.glob("*/specialist.json"))
+
+    def ensure(self) -> None:
+        """Create the workspace folders."""
+        try:
+            for sub in SUBDIRS:
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _disk_error(err, self.root) from None
+        if not os.access(self.root, os.W_OK):
+            raise _disk_error(OSError(errno.EACCES, "read-only"), self.root)
+
+    # Manifest -------------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any]:
+        """Read ``manifest.json`` (an empty manifest when absent)."""
+        if not self.manifest_path.is_file():
+            return {"version": 1, "runs": []}
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except ValueError:
+            raise WorkspaceError(
+                "manifest.json is not valid JSON",
+                where=str(self.manifest_path),
+                hint="restore it from a backup or move it away",
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+            raise WorkspaceError("manifest.json has no `runs` list", where=str(self.manifest_path))
+        return data
+
+    def _update_manifest(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        data = self.read_manifest()
+        fn(data)
+        atomic_write_json(self.manifest_path, data)
+
+    def runs(self, stage: str | None = None) -> list[dict[str, Any]]:
+        """Return the recorded runs, optionally of one stage."""
+        runs = self.read_manifest()["runs"]
+        return [r for r in runs if stage is None or r.get("stage") == stage]
+
+    @contextlib.contextmanager
+    def stage_run(
+        self,
+        stage: str,
+        profile: dict[str, Any] | None = None,
+        wait: bool = False,
+    ) -> Iterator[StageRun]:
+        """Hold the lock and record one stage run in the manifest.
+
+        The entry is written as ``running`` first, so a run killed with SIGKILL is visible;
+        the next stage run marks such entries ``interrupted``. On success the entry becomes
+        ``ok`` with its inputs, outputs and extra fields; on an exception, ``failed``.
+
+        Args:
+            stage: the stage name.
+            profile: the resolved profile, recorded in the entry.
+            wait: wait for a busy workspace instead of refusing.
+
+        Yields:
+            The run record to fill in.
+        """
+        self.ensure()
+        lock = WorkspaceLock(self.root / ".lock", stage)
+        lock.acquire(wait=wait)
+        run = StageRun(run_id=f"{stage}-{_dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+                       stage=stage)
+        entry: dict[str, Any] = {
+            "run_id": run.run_id,
+            "stage": stage,
+            "status": "running",
+            "pid": os.getpid(),
+            "start": now_iso(),
+            "end": None,
+            "profile": profile,
+            "versions": package_versions(),
+        }
+        try:
+            def _start(data: dict[str, Any]) -> None:
+                for old in data["runs"]:
+                    if old.get("status") == "running":
+                        old["status"] = "interrupted"
+                data["runs"].append(entry)
+
+            self._update_manifest(_start)
+            try:
+                yield run
+            except BaseException as exc:
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                self._finish(entry, run, status, error=str(exc).splitlines()[0] if str(exc)
+                             else type(exc).__name__)
+                raise
+            self._finish(entry, run, "ok")
+        finally:
+            lock.release()
+            self._clean_tmp()
+
+    def _finish(self, entry: dict[str, Any], run: StageRun, status: str,
+                error: str | None = None) -> None:
+        entry.update(
+            status=status,
+            end=now_iso(),
+            inputs=run.inputs,
+            outputs=run.outputs,
+            **run.extra,
+        )
+        if error:
+            entry["error"] = error
+
+        def _set(data: dict[str, Any]) -> None:
+            for i, old in enumerate(data["runs"]):
+                if old.get("run_id") == entry["run_id"]:
+                    data["runs"][i] = entry
+                    return
+            data["runs"].append(entry)
+
+        with contextlib.suppress(WorkspaceError):
+            self._update_manifest(_set)
+
+    def _clean_tmp(self) -> None:
+        """Remove temporary files that a killed writer left behind."""
+        for tmp in self.root.rglob(".*.tmp*"):
+            with contextlib.suppress(OSError):
+                if tmp.is_dir():
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink()
+
+    def relative(self, path: str | Path) -> str:
+        """Return a path relative to the workspace root when it lies inside it."""
+        p = Path(path).absolute()
+        try:
+            return str(p.relative_to(self.root))
+        except ValueError:
+            return str(p)
+
+
+def make_tempdir(prefix: str = "eosfm-") -> Path:
+    """Create a temporary directory (for staging outside a workspace)."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
