@@ -65,7 +65,9 @@ _S2_UNIT = "reflectance x 1e4"
 
 _BANDS: tuple[Band, ...] = (
     # Sentinel-2 MSI (S2A centre wavelength / bandwidth).
-    Band("B01", "S2", "optical", _S2_UNIT, 442.7, 21, None, 60, ("B1", "coastal"), "coastal aerosol"),
+    Band(
+        "B01", "S2", "optical", _S2_UNIT, 442.7, 21, None, 60, ("B1", "coastal"), "coastal aerosol"
+    ),
     Band("B02", "S2", "optical", _S2_UNIT, 492.4, 66, None, 10, ("B2", "s2_blue"), "blue"),
     Band("B03", "S2", "optical", _S2_UNIT, 559.8, 36, None, 10, ("B3", "s2_green"), "green"),
     Band("B04", "S2", "optical", _S2_UNIT, 664.6, 31, None, 10, ("B4", "s2_red"), "red"),
@@ -81,11 +83,58 @@ _BANDS: tuple[Band, ...] = (
     # Sentinel-1 C-band SAR, backscatter in decibels.
     Band("VV", "S1", "sar", "dB", polarisation="VV", gsd_m=10, aliases=("s1_vv",)),
     Band("VH", "S1", "sar", "dB", polarisation="VH", gsd_m=10, aliases=("s1_vh",)),
+    # Generic co- and cross-polarised SAR amplitude (other missions: TerraSAR-X, ERS, ALOS...).
+    Band("HH", "SAR", "sar", "amplitude (uint8)", polarisation="HH", aliases=("sar_hh",)),
+    Band("HV", "SAR", "sar", "amplitude (uint8)", polarisation="HV", aliases=("sar_hv",)),
     # Generic aerial / camera bands, 8-bit digital numbers.
-    Band("R", "aerial", "optical", "DN (uint8)", 640, 80, None, None, ("red",), "aerial red"),
-    Band("G", "aerial", "optical", "DN (uint8)", 550, 80, None, None, ("green",), "aerial green"),
-    Band("B", "aerial", "optical", "DN (uint8)", 460, 80, None, None, ("blue",), "aerial blue"),
-    Band("NIR", "aerial", "optical", "DN (uint8)", 840, 120, None, None, ("nir",), "aerial NIR"),
+    Band(
+        "R",
+        "aerial",
+        "optical",
+        "DN (uint8)",
+        640,
+        80,
+        None,
+        None,
+        ("red", "aerial_red"),
+        "aerial red",
+    ),
+    Band(
+        "G",
+        "aerial",
+        "optical",
+        "DN (uint8)",
+        550,
+        80,
+        None,
+        None,
+        ("green", "aerial_green"),
+        "aerial green",
+    ),
+    Band(
+        "B",
+        "aerial",
+        "optical",
+        "DN (uint8)",
+        460,
+        80,
+        None,
+        None,
+        ("blue", "aerial_blue"),
+        "aerial blue",
+    ),
+    Band(
+        "NIR",
+        "aerial",
+        "optical",
+        "DN (uint8)",
+        840,
+        120,
+        None,
+        None,
+        ("aerial_nir",),
+        "aerial NIR",
+    ),
     # Landsat 8/9 OLI, surface reflectance x 1e4.
     Band("L8_B1", "L8", "optical", _S2_UNIT, 443, 16, None, 30, ("oli_coastal",), "OLI coastal"),
     Band("L8_B2", "L8", "optical", _S2_UNIT, 482, 60, None, 30, ("oli_blue",), "OLI blue"),
@@ -115,11 +164,34 @@ _BANDS: tuple[Band, ...] = (
 BAND_SETS: dict[str, tuple[str, ...]] = {
     # EuroSAT's order: B8A comes last in the released files.
     "S2_ALL": (
-        "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A",
+        "B01",
+        "B02",
+        "B03",
+        "B04",
+        "B05",
+        "B06",
+        "B07",
+        "B08",
+        "B09",
+        "B10",
+        "B11",
+        "B12",
+        "B8A",
     ),
     # The 12 L2A bands (no cirrus), as in BigEarthNet.
     "S2_L2A": (
-        "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
+        "B01",
+        "B02",
+        "B03",
+        "B04",
+        "B05",
+        "B06",
+        "B07",
+        "B08",
+        "B8A",
+        "B09",
+        "B11",
+        "B12",
     ),
     "S2_RGB": ("B04", "B03", "B02"),
     "S2_IRRG": ("B08", "B04", "B03"),
@@ -136,7 +208,9 @@ _BY_KEY: dict[str, Band] = {}
 for _band in _BANDS:
     for _key in (_band.name, *_band.aliases):
         _k = _key.lower()
-        if _k in _BY_KEY:  # pragma: no cover - catalog consistency, checked by tests
+        if (
+            _BY_KEY.get(_k, _band) is not _band
+        ):  # pragma: no cover - catalog consistency, checked by tests
             raise RuntimeError(f"duplicate band key {_key!r}")
         _BY_KEY[_k] = _band
 

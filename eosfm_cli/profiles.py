@@ -224,7 +224,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(err, "problem_mark", None)
         loc = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ProfileError(f"YAML syntax error: {problem}", where=loc, hint="fix the YAML") from None
+        raise ProfileError(
+            f"YAML syntax error: {problem}", where=loc, hint="fix the YAML"
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ProfileError(f"cannot read profile: {err}", where=str(path)) from None
     if data is None:
@@ -279,9 +281,7 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if isinstance(includes, str):
         includes = [includes]
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise ProfileError(
-            "`include` must be a path or a list of paths", where=f"{p}: include"
-        )
+        raise ProfileError("`include` must be a path or a list of paths", where=f"{p}: include")
     merged: dict[str, Any] = {}
     for inc in includes:
         merged = deep_merge(merged, load_raw(p.parent / inc, (*_seen, p)))
@@ -309,13 +309,17 @@ def parse_set(expr: str) -> tuple[list[str], Any]:
     key, raw = expr.split("=", 1)
     parts = [k.strip() for k in key.strip().split(".")]
     if not all(parts):
-        raise ProfileError(f"bad --set {expr!r}: empty key", where="--set",
-                           hint="write e.g. --set trainer.max_epochs=5")
+        raise ProfileError(
+            f"bad --set {expr!r}: empty key",
+            where="--set",
+            hint="write e.g. --set trainer.max_epochs=5",
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         raise ProfileError(
-            f"bad --set {expr!r}: the value is not valid YAML", where="--set",
+            f"bad --set {expr!r}: the value is not valid YAML",
+            where="--set",
             hint="quote strings that contain ':' or brackets",
         ) from None
     return parts, value
@@ -422,7 +426,8 @@ def load_profile(
         path: the base profile file.
         overrides: ``--set KEY=VALUE`` expressions, applied last.
         overlay: an optional second profile (e.g. ``profiles/datasets/NAME.yaml``) whose own
-            keys (not its includes) are merged over the base.
+            keys (not its includes) are merged over the base; its ``dataset`` section replaces
+            the base's whole.
 
     Returns:
         The validated profile.
@@ -432,6 +437,8 @@ def load_profile(
     if overlay is not None:
         over = _read_yaml(Path(overlay))
         over.pop("include", None)
+        if "dataset" in over:  # an experiment replaces the dataset section whole
+            data.pop("dataset", None)
         data = deep_merge(data, over)
         source = f"{path} + {overlay}"
     if overrides:

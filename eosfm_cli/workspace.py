@@ -215,8 +215,12 @@ class WorkspaceLock:
         """
         deadline = time.monotonic() + timeout
         payload = json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "stage": self.stage,
-             "since": now_iso()}
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "stage": self.stage,
+                "since": now_iso(),
+            }
         )
         while True:
             try:
@@ -386,8 +390,9 @@ class Workspace:
         self.ensure()
         lock = WorkspaceLock(self.root / ".lock", stage)
         lock.acquire(wait=wait)
-        run = StageRun(run_id=f"{stage}-{_dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
-                       stage=stage)
+        run = StageRun(
+            run_id=f"{stage}-{_dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}", stage=stage
+        )
         entry: dict[str, Any] = {
             "run_id": run.run_id,
             "stage": stage,
@@ -399,6 +404,7 @@ class Workspace:
             "versions": package_versions(),
         }
         try:
+
             def _start(data: dict[str, Any]) -> None:
                 for old in data["runs"]:
                     if old.get("status") == "running":
@@ -410,16 +416,21 @@ class Workspace:
                 yield run
             except BaseException as exc:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                self._finish(entry, run, status, error=str(exc).splitlines()[0] if str(exc)
-                             else type(exc).__name__)
+                self._finish(
+                    entry,
+                    run,
+                    status,
+                    error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
                 raise
             self._finish(entry, run, "ok")
         finally:
             lock.release()
             self._clean_tmp()
 
-    def _finish(self, entry: dict[str, Any], run: StageRun, status: str,
-                error: str | None = None) -> None:
+    def _finish(
+        self, entry: dict[str, Any], run: StageRun, status: str, error: str | None = None
+    ) -> None:
         entry.update(
             status=status,
             end=now_iso(),

@@ -1,0 +1,45 @@
+# eosfm — set-up, tests, lint, benchmarks and the demo.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install test test-all lint format bench demo demo-synthetic clean
+
+install: $(STAMP)
+
+# Re-install only when the package metadata changes (idempotent).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m "slow or not slow"
+
+lint: install
+	$(PY) -m ruff check eosfm_cli tests bench
+	$(PY) -m ruff format --check eosfm_cli tests bench
+	$(PY) -m mypy
+
+format: install
+	$(PY) -m ruff format eosfm_cli tests bench
+	$(PY) -m ruff check --fix eosfm_cli tests bench
+
+bench: install
+	$(PY) bench/run.py
+
+demo: install
+	$(PY) -m eosfm_cli.demo
+
+demo-synthetic: install
+	$(PY) -m eosfm_cli.demo --synthetic
+
+clean:
+	rm -rf workspace data/synthetic bench/out .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,0 +1,652 @@
+"""The experiment registry: experiment name → what it is and how to load it.
+
+Each :class:`ExperimentSpec` states the task, the bands fed to the specialist (by name), the
+class names from the dataset's own documentation, the default loss, the source, the layout
+expected under the dataset root, and the loader (``"module:function"``, imported lazily so that
+listing experiments needs no torch). ``loader=None`` marks an experiment whose loader is not
+built yet.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eosfm_cli.bands import BAND_SETS
+from eosfm_cli.errors import DataError, ProfileError
+
+EUROSAT_CLASSES = (
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+)
+# BigEarthNet's 19-class nomenclature (Sumbul et al., 2021).
+BEN19_CLASSES = (
+    "Urban fabric",
+    "Industrial or commercial units",
+    "Arable land",
+    "Permanent crops",
+    "Pastures",
+    "Complex cultivation patterns",
+    "Land principally occupied by agriculture, with significant areas of natural vegetation",
+    "Agro-forestry areas",
+    "Broad-leaved forest",
+    "Coniferous forest",
+    "Mixed forest",
+    "Natural grassland and sparsely vegetated areas",
+    "Moors, heathland and sclerophyllous vegetation",
+    "Transitional woodland, shrub",
+    "Beaches, dunes, sands",
+    "Inland wetlands",
+    "Coastal wetlands",
+    "Inland waters",
+    "Marine waters",
+)
+# SEN12MS simplified IGBP scheme (Schmitt et al., 2019), the DFC2020 classes: 10 classes.
+SEN12MS_CLASSES = (
+    "Forest",
+    "Shrubland",
+    "Savanna",
+    "Grassland",
+    "Wetlands",
+    "Croplands",
+    "Urban/Built-up",
+    "Snow/Ice",
+    "Barren",
+    "Water",
+)
+# MiniFrance / DFC2022 share the UrbanAtlas-derived nomenclature (16 classes incl. 0).
+URBANATLAS16_CLASSES = (
+    "No information",
+    "Urban fabric",
+    "Industrial, commercial, public, military, private and transport units",
+    "Mine, dump and construction sites",
+    "Artificial non-agricultural vegetated areas",
+    "Arable land (annual crops)",
+    "Permanent crops",
+    "Pastures",
+    "Complex and mixed cultivation patterns",
+    "Orchards at the fringe of urban classes",
+    "Forests",
+    "Herbaceous vegetation associations",
+    "Open spaces with little or no vegetation",
+    "Wetlands",
+    "Water",
+    "Clouds and Shadows",
+)
+SYNTHETIC_CLASSES = ("water", "forest", "cropland", "grassland", "urban", "bare_soil")
+
+S2_SEN12MS_ORDER = (
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """One experiment: a dataset seen through one band set, for one task.
+
+    Attributes:
+        name: experiment name, also the default specialist name.
+        dataset: the dataset family (``eurosat``, ``bigearthnet``...).
+        task: task kind.
+        bands: canonical band names fed to the specialist, in order.
+        classes: class names from the dataset's documentation (empty for regression).
+        loss: default loss.
+        source: citation / where to download.
+        layout: the release layout expected under the root, in one line.
+        loader: ``"module:function"`` building a split, or ``None`` when not built yet.
+        ignore_index: label value to ignore.
+        patch_size: default crop/tile size.
+        mean: per-band mean from the literature (by band name), when published.
+        std: per-band std from the literature (by band name), when published.
+        default_epochs: the paper's epoch budget.
+        options: default dataset options.
+    """
+
+    name: str
+    dataset: str
+    task: str
+    bands: tuple[str, ...]
+    classes: tuple[str, ...]
+    loss: str
+    source: str
+    layout: str
+    loader: str | None = None
+    ignore_index: int | None = None
+    patch_size: int | None = None
+    mean: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+    default_epochs: int = 50
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (0 for regression)."""
+        return len(self.classes)
+
+    def load_function(self) -> Callable[..., Any]:
+        """Import and return the loader function.
+
+        Raises:
+            DataError: when the experiment's loader is not built yet.
+        """
+        if self.loader is None:
+            raise DataError(
+                f"the {self.name} loader is not built yet",
+                where=f"dataset {self.name}",
+                hint="see `eosfm datasets list` for the experiments that can train now",
+            )
+        module, func = self.loader.split(":")
+        return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+
+def _spec(
+    name: str,
+    dataset: str,
+    task: str,
+    bands: tuple[str, ...],
+    classes: tuple[str, ...],
+    loss: str,
+    source: str,
+    layout: str,
+    **kw: Any,
+) -> ExperimentSpec:
+    return ExperimentSpec(name, dataset, task, bands, classes, loss, source, layout, **kw)
+
+
+_EUROSAT_LAYOUT = (
+    "torchgeo EuroSAT: ds/images/remote_sensing/otherDatasets/sentinel_2/tif/<Class>/*.tif "
+    "+ eurosat[-100]-{train,val,test}.txt"
+)
+_BEN_LAYOUT = (
+    "BigEarthNet v1 (BigEarthNet-v1.0/<patch>/<patch>_B01.tif..., *_labels_metadata.json; "
+    "BigEarthNet-S1-v1.0/<patch>/*_VV.tif) or v2 (torchgeo BigEarthNetV2)"
+)
+_SEN12MS_LAYOUT = "SEN12MS: ROIs<season>/s1_<scene>/, s2_<scene>/, lc_<scene>/ *_p<patch>.tif"
+_SYN_LAYOUT = "eosfm synthetic: synthetic.json, scenes.csv, scenes/<id>/{s2,s1,rgb,...}.tif"
+
+_S1C = BAND_SETS["S1_COMPOSITE"]
+_S2RGB = BAND_SETS["S2_RGB"]
+_RGB = BAND_SETS["RGB"]
+
+EXPERIMENTS: dict[str, ExperimentSpec] = {
+    s.name: s
+    for s in (
+        # --- EuroSAT ---------------------------------------------------------------------
+        _spec(
+            "eurosat_rgb",
+            "eurosat",
+            "classification",
+            _S2RGB,
+            EUROSAT_CLASSES,
+            "ce",
+            "EuroSAT (Helber et al., 2019), torchgeo EuroSAT",
+            _EUROSAT_LAYOUT,
+            loader="eosfm_cli.data.eurosat:build",
+            default_epochs=50,
+        ),
+        _spec(
+            "eurosat_s2",
+            "eurosat",
+            "classification",
+            BAND_SETS["S2_ALL"],
+            EUROSAT_CLASSES,
+            "ce",
+            "EuroSAT (Helber et al., 2019), torchgeo EuroSAT",
+            _EUROSAT_LAYOUT,
+            loader="eosfm_cli.data.eurosat:build",
+            default_epochs=50,
+        ),
+        # --- BigEarthNet -----------------------------------------------------------------
+        _spec(
+            "ben_rgb",
+            "bigearthnet",
+            "multilabel",
+            _S2RGB,
+            BEN19_CLASSES,
+            "bce",
+            "BigEarthNet (Sumbul et al., 2019/2021)",
+            _BEN_LAYOUT,
+            loader="eosfm_cli.data.bigearthnet:build",
+            patch_size=120,
+            default_epochs=20,
+        ),
+        _spec(
+            "ben_s1",
+            "bigearthnet",
+            "multilabel",
+            _S1C,
+            BEN19_CLASSES,
+            "bce",
+            "BigEarthNet-S1 (Sumbul et al., 2021)",
+            _BEN_LAYOUT,
+            loader="eosfm_cli.data.bigearthnet:build",
+            patch_size=120,
+            default_epochs=20,
+        ),
+        _spec(
+            "ben_all",
+            "bigearthnet",
+            "multilabel",
+            ("VV", "VH", *BAND_SETS["S2_L2A"]),
+            BEN19_CLASSES,
+            "bce",
+            "BigEarthNet-MM (Sumbul et al., 2021)",
+            _BEN_LAYOUT,
+            loader="eosfm_cli.data.bigearthnet:build",
+            patch_size=120,
+            default_epochs=20,
+        ),
+        # --- SEN12MS ---------------------------------------------------------------------
+        _spec(
+            "sen12ms_rgb",
+            "sen12ms",
+            "segmentation",
+            _S2RGB,
+            SEN12MS_CLASSES,
+            "dice",
+            "SEN12MS (Schmitt et al., 2019)",
+            _SEN12MS_LAYOUT,
+            loader="eosfm_cli.data.sen12ms:build",
+            ignore_index=-1,
+            default_epochs=30,
+        ),
+        _spec(
+            "sen12ms_s2",
+            "sen12ms",
+            "segmentation",
+            S2_SEN12MS_ORDER,
+            SEN12MS_CLASSES,
+            "dice",
+            "SEN12MS (Schmitt et al., 2019)",
+            _SEN12MS_LAYOUT,
+            loader="eosfm_cli.data.sen12ms:build",
+            ignore_index=-1,
+            default_epochs=30,
+        ),
+        _spec(
+            "sen12ms_s1",
+            "sen12ms",
+            "segmentation",
+            _S1C,
+            SEN12MS_CLASSES,
+            "dice",
+            "SEN12MS (Schmitt et al., 2019)",
+            _SEN12MS_LAYOUT,
+            loader="eosfm_cli.data.sen12ms:build",
+            ignore_index=-1,
+            default_epochs=30,
+        ),
+        _spec(
+            "sen12ms_all",
+            "sen12ms",
+            "segmentation",
+            ("VV", "VH", *S2_SEN12MS_ORDER),
+            SEN12MS_CLASSES,
+            "dice",
+            "SEN12MS (Schmitt et al., 2019)",
+            _SEN12MS_LAYOUT,
+            loader="eosfm_cli.data.sen12ms:build",
+            ignore_index=-1,
+            default_epochs=30,
+        ),
+        # --- The other 16 experiments of the paper ---------------------------------------
+        _spec(
+            "caffe",
+            "caffe",
+            "segmentation",
+            ("HH", "HH", "HH"),
+            ("NA area", "rock outcrop", "glacier", "ocean and ice melange"),
+            "dice",
+            "CaFFe (Gourmelon et al., 2022)",
+            "CaFFe: data_raw/sar_images/{train,test}/*.png, zones/{train,test}/*_zones.png",
+            patch_size=512,
+            default_epochs=50,
+        ),
+        _spec(
+            "cloud_cover",
+            "cloud_cover",
+            "segmentation",
+            BAND_SETS["S2_IRRG"],
+            ("no cloud", "cloud"),
+            "ce",
+            "Cloud Cover Detection (torchgeo CloudCoverDetection)",
+            "torchgeo CloudCoverDetection: {train,test}_features/<chip>/B0*.tif + labels",
+            default_epochs=30,
+        ),
+        _spec(
+            "deepglobe_lcc",
+            "deepglobe",
+            "segmentation",
+            _RGB,
+            (
+                "Urban land",
+                "Agriculture land",
+                "Rangeland",
+                "Forest land",
+                "Water",
+                "Barren land",
+                "Unknown",
+            ),
+            "dice",
+            "DeepGlobe Land Cover (torchgeo)",
+            "torchgeo DeepGlobeLandCover: data/{training,test}_data/{images,masks}/",
+            patch_size=512,
+            default_epochs=50,
+        ),
+        _spec(
+            "dfc2022",
+            "dfc2022",
+            "segmentation",
+            (*_RGB, "DEM"),
+            URBANATLAS16_CLASSES,
+            "dice",
+            "IEEE DFC2022 (torchgeo DFC2022)",
+            "torchgeo DFC2022: labeled_train/<city>/BDORTHO/*.tif, RGEALTI/, UrbanAtlas/",
+            ignore_index=0,
+            patch_size=512,
+            default_epochs=50,
+        ),
+        _spec(
+            "dior",
+            "dior",
+            "detection",
+            _RGB,
+            (
+                "airplane",
+                "airport",
+                "baseballfield",
+                "basketballcourt",
+                "bridge",
+                "chimney",
+                "dam",
+                "Expressway-Service-area",
+                "Expressway-toll-station",
+                "golffield",
+                "groundtrackfield",
+                "harbor",
+                "overpass",
+                "ship",
+                "stadium",
+                "storagetank",
+                "tenniscourt",
+                "trainstation",
+                "vehicle",
+                "windmill",
+            ),
+            "ce",
+            "DIOR (Li et al., 2020)",
+            "DIOR: JPEGImages-trainval/*.jpg, Annotations/Horizontal Bounding Boxes/*.xml",
+            default_epochs=50,
+        ),
+        _spec(
+            "etci2021",
+            "etci2021",
+            "segmentation",
+            _S1C,
+            ("background", "flood"),
+            "dice",
+            "ETCI 2021 flood detection (torchgeo ETCI2021)",
+            "torchgeo ETCI2021: train/<region>/tiles/{vv,vh,flood_label}/*.png",
+            default_epochs=30,
+        ),
+        _spec(
+            "firerisk",
+            "firerisk",
+            "classification",
+            _RGB,
+            ("High", "Low", "Moderate", "Non-burnable", "Very_High", "Very_Low", "Water"),
+            "ce",
+            "FireRisk (Shen et al., 2023; torchgeo FireRisk)",
+            "torchgeo FireRisk: FireRisk/{train,val}/<Class>/*.png",
+            default_epochs=30,
+        ),
+        _spec(
+            "inria_aerial",
+            "inria",
+            "segmentation",
+            _RGB,
+            ("background", "building"),
+            "ce",
+            "Inria Aerial Image Labeling (torchgeo InriaAerialImageLabeling)",
+            "torchgeo InriaAerialImageLabeling: AerialImageDataset/{train,test}/images, gt",
+            patch_size=512,
+            default_epochs=50,
+        ),
+        _spec(
+            "kenya_croptype",
+            "kenya_croptype",
+            "segmentation",
+            _S2RGB,
+            (
+                "Maize",
+                "Cassava",
+                "Common Bean",
+                "Maize & Common Bean",
+                "Maize & Cassava",
+                "Maize & Soybean",
+                "Cassava & Common Bean",
+            ),
+            "dice",
+            "CV4A Kenya Crop Type (torchgeo CV4AKenyaCropType)",
+            "torchgeo CV4AKenyaCropType: ref_african_crops_kenya_02_tile_*/",
+            ignore_index=-1,
+            patch_size=256,
+            default_epochs=50,
+        ),
+        _spec(
+            "landcoverai",
+            "landcoverai",
+            "segmentation",
+            _RGB,
+            ("background", "building", "woodland", "water", "road"),
+            "ce",
+            "LandCover.ai (torchgeo LandCoverAI)",
+            "torchgeo LandCoverAI: images/*.tif, masks/*.tif, {train,val,test}.txt",
+            default_epochs=50,
+        ),
+        _spec(
+            "levircdplus",
+            "levircdplus",
+            "change_detection",
+            _RGB,
+            ("no change", "change"),
+            "ce",
+            "LEVIR-CD+ (torchgeo LEVIRCDPlus)",
+            "torchgeo LEVIRCDPlus: LEVIR-CD+/{train,test}/{A,B,label}/*.png",
+            patch_size=256,
+            default_epochs=50,
+        ),
+        _spec(
+            "loveda",
+            "loveda",
+            "segmentation",
+            _RGB,
+            (
+                "no-data",
+                "background",
+                "building",
+                "road",
+                "water",
+                "barren",
+                "forest",
+                "agriculture",
+            ),
+            "ce",
+            "LoveDA (torchgeo LoveDA)",
+            "torchgeo LoveDA: {Train,Val,Test}/{Urban,Rural}/{images_png,masks_png}/",
+            ignore_index=0,
+            patch_size=512,
+            default_epochs=50,
+        ),
+        _spec(
+            "minifrance",
+            "minifrance",
+            "segmentation",
+            _RGB,
+            URBANATLAS16_CLASSES,
+            "dice",
+            "MiniFrance (Castillo-Navetty et al., 2020)",
+            "MiniFrance: labeled_train/<city>/BDORTHO/*.tif, UrbanAtlas/*_UA2012.tif",
+            ignore_index=0,
+            patch_size=512,
+            default_epochs=50,
+        ),
+        _spec(
+            "opencanopy",
+            "opencanopy",
+            "regression",
+            BAND_SETS["SPOT_IRRG"],
+            (),
+            "mse",
+            "Open-Canopy (Fogel et al., 2024)",
+            "Open-Canopy: canopy_height/<year>/{spot,lidar}/*.tif",
+            patch_size=256,
+            default_epochs=50,
+        ),
+        _spec(
+            "oscd",
+            "oscd",
+            "change_detection",
+            S2_SEN12MS_ORDER,
+            ("no change", "change"),
+            "dice",
+            "OSCD (Daudt et al., 2018; torchgeo OSCD)",
+            "torchgeo OSCD: Onera Satellite Change Detection dataset - Images/<city>/imgs_*",
+            patch_size=96,
+            default_epochs=50,
+        ),
+        _spec(
+            "potsdam",
+            "potsdam",
+            "segmentation",
+            BAND_SETS["IRRG"],
+            ("impervious surfaces", "building", "low vegetation", "tree", "car", "clutter"),
+            "dice",
+            "ISPRS Potsdam (torchgeo Potsdam2D)",
+            "torchgeo Potsdam2D: 4_Ortho_RGBIR/*.tif, 5_Labels_all/*_label.tif",
+            patch_size=512,
+            default_epochs=50,
+        ),
+        # --- Built-in synthetic multi-sensor data -----------------------------------------
+        _spec(
+            "synthetic_s2",
+            "synthetic",
+            "classification",
+            BAND_SETS["S2_ALL"],
+            SYNTHETIC_CLASSES,
+            "ce",
+            "eosfm built-in synthetic",
+            _SYN_LAYOUT,
+            loader="eosfm_cli.data.synthetic:build",
+            default_epochs=5,
+        ),
+        _spec(
+            "synthetic_rgb",
+            "synthetic",
+            "classification",
+            _RGB,
+            SYNTHETIC_CLASSES,
+            "ce",
+            "eosfm built-in synthetic",
+            _SYN_LAYOUT,
+            loader="eosfm_cli.data.synthetic:build",
+            default_epochs=5,
+        ),
+        _spec(
+            "synthetic_s1",
+            "synthetic",
+            "classification",
+            BAND_SETS["S1"],
+            SYNTHETIC_CLASSES,
+            "ce",
+            "eosfm built-in synthetic",
+            _SYN_LAYOUT,
+            loader="eosfm_cli.data.synthetic:build",
+            default_epochs=5,
+        ),
+        _spec(
+            "synthetic_seg",
+            "synthetic",
+            "segmentation",
+            BAND_SETS["S2_ALL"],
+            SYNTHETIC_CLASSES,
+            "ce",
+            "eosfm built-in synthetic",
+            _SYN_LAYOUT,
+            loader="eosfm_cli.data.synthetic:build",
+            default_epochs=5,
+        ),
+        _spec(
+            "synthetic_ml",
+            "synthetic",
+            "multilabel",
+            BAND_SETS["S2_ALL"],
+            SYNTHETIC_CLASSES,
+            "bce",
+            "eosfm built-in synthetic",
+            _SYN_LAYOUT,
+            loader="eosfm_cli.data.synthetic:build",
+            default_epochs=5,
+        ),
+        _spec(
+            "synthetic_cd",
+            "synthetic",
+            "change_detection",
+            BAND_SETS["S2_ALL"],
+            ("no change", "change"),
+            "ce",
+            "eosfm built-in synthetic",
+            _SYN_LAYOUT,
+            loader="eosfm_cli.data.synthetic:build",
+            default_epochs=5,
+        ),
+    )
+}
+
+PAPER_EXPERIMENTS: tuple[str, ...] = tuple(n for n in EXPERIMENTS if not n.startswith("synth"))
+
+
+def get_experiment(name: str, where: str = "dataset") -> ExperimentSpec:
+    """Return the spec of an experiment.
+
+    Args:
+        name: the experiment name.
+        where: the profile key or option that named it, for the error message.
+
+    Raises:
+        ProfileError: for an unknown name, with the closest valid name.
+    """
+    spec = EXPERIMENTS.get(name)
+    if spec is None:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(EXPERIMENTS), n=1, cutoff=0.4)
+        raise ProfileError(
+            f"unknown dataset {name!r}",
+            where=where,
+            hint=(f"did you mean {close[0]!r}? " if close else "")
+            + "(`eosfm datasets list` shows them all)",
+        )
+    return spec

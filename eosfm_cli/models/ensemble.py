@@ -1,0 +1,530 @@
+"""EosFM: an ensemble of specialist encoders used as one multi-scale feature extractor.
+
+Each specialist is a timm ``features_only`` backbone trained on its own bands and statistics.
+:class:`EosFM` takes raw physical values (reflectance x 1e4, SAR backscatter in dB) whose bands
+are named by the caller, and for each specialist:
+
+1. assembles that specialist's input by band name (a :class:`~eosfm_cli.models.adaptation.BandPlan`
+   computed once at construction: select, substitute or fill);
+2. normalises it with the specialist's own training mean and std;
+3. runs the backbone and keeps its feature pyramid.
+
+The pyramids of the active specialists are concatenated level by level (optionally normalised
+per specialist first, and optionally fused by a 1x1 convolution), so the ensemble looks like a
+single timm ``features_only`` encoder with :attr:`EosFM.out_channels` and
+:attr:`EosFM.reductions`.
+
+Example:
+    >>> from eosfm_cli.models import EosFM
+    >>> encoder = EosFM.from_file("ensemble.safetensors", input_bands=["B04", "B03", "B02"])
+    >>> print(encoder.explain())
+    >>> features = encoder(x)  # one tensor per pyramid level
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from eosfm_cli.bands import expand_bands
+from eosfm_cli.errors import ArtifactError, BandError, DataError
+from eosfm_cli.models.adaptation import (
+    DEFAULT_MIN_COVERAGE,
+    DEFAULT_TOLERANCE_NM,
+    BandPlan,
+    gather_channels,
+    plan_ensemble,
+)
+from eosfm_cli.models.ensemble_file import (
+    detect_format,
+    load_reference,
+    load_state_dicts,
+    read_metadata,
+    save_ensemble,
+)
+from eosfm_cli.models.spec import SpecialistSpec
+
+NormalizationType = Literal["batch", "layer"]
+Fusion = Literal["concat", "conv1x1"]
+
+_PLAN_OPTIONS = ("min_coverage", "tolerance_nm", "force", "ablate")
+
+
+class SpecialistInput(nn.Module):
+    """The per-batch half of a band plan, plus the specialist's input normalisation.
+
+    Gathers the planned input channels, writes the fills (the training mean, so exactly 0 after
+    normalisation) and applies ``(x - mean) / std``. All tensors are precomputed buffers, so the
+    module moves with the ensemble and costs one gather and two element-wise ops per batch.
+
+    Args:
+        plan: the specialist's band plan.
+        spec: the specialist (its mean and std).
+    """
+
+    index: torch.Tensor
+    fill_mask: torch.Tensor | None
+    fill_values: torch.Tensor | None
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, plan: BandPlan, spec: SpecialistSpec) -> None:
+        super().__init__()
+        index, mask, values = plan.gather_tensors("cpu")
+        # Derived from the plan, so kept out of the state dict.
+        self.register_buffer("index", index.clone(), persistent=False)
+        self.register_buffer("fill_mask", None if mask is None else mask.clone(), False)
+        self.register_buffer("fill_values", None if values is None else values.clone(), False)
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), False)
+        self.identity = plan.is_identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the specialist's normalised input ``[B, Cspec, H, W]`` from ``[B, Cin, H, W]``."""
+        x = gather_channels(x, self.index, self.fill_mask, self.fill_values, identity=self.identity)
+        return (x - self.mean) / self.std
+
+
+class EosFM(nn.Module):
+    """Ensemble of specialist encoders, adapted to the input's bands by name.
+
+    The ensemble takes raw physical values, ``[B, len(input_bands), H, W]``, and returns one
+    feature map per pyramid level, the active specialists' features concatenated channel-wise
+    in ensemble order (or fused to fewer channels with ``fusion="conv1x1"``).
+
+    **Spatial size.** When ``H`` or ``W`` is not a multiple of the largest reduction (32 for
+    ConvNeXt), the input is padded on the bottom and right to the next multiple — by reflection,
+    or by replication when the image is too small to reflect — and each level is cropped back to
+    ``ceil(H / r)`` by ``ceil(W / r)``. Every input pixel thus reaches the features, and the output
+    sizes are what a divisible input of the same size would give.
+
+    **Frozen specialists.** With ``freeze=True`` (the default) the specialists stay in eval mode
+    whatever :meth:`train` is called with, their parameters do not require grad, and they run
+    under :func:`torch.inference_mode`. Their features are then cloned into ordinary tensors, so
+    a trainable head (or the ``conv1x1`` fusion) can use them in autograd. Call the ensemble
+    inside ``torch.inference_mode()`` yourself to skip that copy when nothing downstream trains.
+
+    Args:
+        specs: every specialist of the ensemble, in ensemble order.
+        state_dicts: their timm ``features_only`` state dicts, in the same order. An entry may
+            be ``None`` for a specialist that turns out inactive for these input bands.
+        input_bands: the input's band names (or band-set names), in channel order.
+        normalize_features: normalise each specialist's features per level before fusion.
+        normalization_type: ``"batch"`` (``BatchNorm2d(C, affine=False)``) or ``"layer"``
+            (``GroupNorm(1, C, affine=False)``).
+        fusion: ``"concat"`` or ``"conv1x1"`` (concatenate, then a 1x1 convolution per level
+            down to ``round(first active specialist's channels * fuse_to_mult)``).
+        fuse_to_mult: channel multiplier of the ``conv1x1`` fusion.
+        freeze: freeze the specialists (eval mode, no grad, inference mode).
+        ablate: names of specialists to leave out.
+        min_coverage: smallest fraction of a specialist's channels that must come from real
+            input bands for it to run.
+        tolerance_nm: largest centre-wavelength gap for substituting a missing optical band.
+        force: specialist name → ``"active"`` or ``"inactive"``, overriding the plan rules.
+        check_nan: refuse inputs holding NaN (one reduction per batch; disable when the data
+            pipeline guarantees finite values).
+
+    Raises:
+        BandError: when no specialist can run on ``input_bands`` (the message gives each
+            specialist's reason), or for unknown band names.
+        ArtifactError: when weights do not match their declared backbone and ``in_chans``, a
+            backbone is unknown to timm, an active specialist has no weights, or the active
+            specialists' pyramids have different reductions.
+        ValueError: for an unknown ``normalization_type`` or ``fusion``, or ``fuse_to_mult <= 0``.
+    """
+
+    feature_norms: nn.ModuleList | None
+    fusion_layers: nn.ModuleList | None
+
+    def __init__(
+        self,
+        specs: Sequence[SpecialistSpec],
+        state_dicts: Sequence[Mapping[str, torch.Tensor] | None],
+        input_bands: Sequence[str] | str,
+        *,
+        normalize_features: bool = False,
+        normalization_type: NormalizationType = "batch",
+        fusion: Fusion = "concat",
+        fuse_to_mult: float = 1.0,
+        freeze: bool = True,
+        ablate: Sequence[str] = (),
+        min_coverage: float = DEFAULT_MIN_COVERAGE,
+        tolerance_nm: float = DEFAULT_TOLERANCE_NM,
+        force: Mapping[str, str] | None = None,
+        check_nan: bool = True,
+    ) -> None:
+        super().__init__()
+        if normalization_type not in ("batch", "layer"):
+            raise ValueError(
+                f"normalization_type must be 'batch' or 'layer', not {normalization_type!r}"
+            )
+        if fusion not in ("concat", "conv1x1"):
+            raise ValueError(f"fusion must be 'concat' or 'conv1x1', not {fusion!r}")
+        if fuse_to_mult <= 0:
+            raise ValueError(f"fuse_to_mult must be positive, not {fuse_to_mult}")
+        if len(specs) != len(state_dicts):
+            raise ArtifactError(f"{len(specs)} specialists but {len(state_dicts)} state dicts")
+        if not specs:
+            raise ArtifactError("an ensemble needs at least one specialist")
+
+        self.input_bands: list[str] = expand_bands(input_bands)
+        self.specs: list[SpecialistSpec] = list(specs)
+        self.plans: list[BandPlan] = plan_ensemble(
+            self.specs,
+            self.input_bands,
+            tolerance_nm=tolerance_nm,
+            min_coverage=min_coverage,
+            force=force,
+            ablate=ablate,
+        )
+        self.active_indices: list[int] = [i for i, p in enumerate(self.plans) if p.is_active]
+        if not self.active_indices:
+            reasons = "; ".join(f"{p.specialist}: {p.reason}" for p in self.plans)
+            raise BandError(
+                f"no specialist can run on input bands {','.join(self.input_bands)} ({reasons})",
+                hint="check the input band names, lower min_coverage, or force a specialist",
+            )
+        self.active_names: list[str] = [self.specs[i].name for i in self.active_indices]
+        self.assumptions: list[str] = []
+        self.fusion = fusion
+        self.normalization_type = normalization_type if normalize_features else None
+        self.frozen = freeze
+        self.check_nan = check_nan
+
+        encoders = []
+        for i in self.active_indices:
+            state = state_dicts[i]
+            if state is None:
+                raise ArtifactError(
+                    f"specialist {self.specs[i].name!r} is active but has no weights"
+                )
+            encoders.append(build_specialist(self.specs[i], state))
+        self.specialists = nn.ModuleList(encoders)
+        self.inputs = nn.ModuleList(
+            SpecialistInput(self.plans[i], self.specs[i]) for i in self.active_indices
+        )
+
+        self.specialist_channels: list[list[int]] = []
+        reductions: list[int] | None = None
+        for name, encoder in zip(self.active_names, encoders, strict=True):
+            info: Any = encoder.feature_info
+            self.specialist_channels.append([int(c) for c in info.channels()])
+            own = [int(r) for r in info.reduction()]
+            if reductions is None:
+                reductions = own
+            elif own != reductions:
+                raise ArtifactError(
+                    f"specialist {name!r} has pyramid reductions {own}, but "
+                    f"{self.active_names[0]!r} has {reductions}; levels cannot be concatenated",
+                    hint="give the specialists out_indices with matching reductions, or ablate one",
+                )
+        assert reductions is not None
+        self.reductions: list[int] = reductions
+        self._max_reduction = max(reductions)
+        n_levels = len(reductions)
+        concat_channels = [
+            sum(ch[level] for ch in self.specialist_channels) for level in range(n_levels)
+        ]
+
+        self.feature_norms = None
+        if normalize_features:
+            self.feature_norms = nn.ModuleList(
+                nn.ModuleList(_feature_norm(normalization_type, c) for c in channels)
+                for channels in self.specialist_channels
+            )
+
+        self.fusion_layers = None
+        self.out_channels: list[int] = concat_channels
+        if fusion == "conv1x1":
+            fused = [max(1, round(c * fuse_to_mult)) for c in self.specialist_channels[0]]
+            self.fusion_layers = nn.ModuleList(
+                nn.Conv2d(cin, cout, kernel_size=1)
+                for cin, cout in zip(concat_channels, fused, strict=True)
+            )
+            self.out_channels = fused
+
+        if freeze:
+            self.specialists.requires_grad_(False)
+            self.specialists.eval()
+
+    # ------------------------------------------------------------------------- construction
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        input_bands: Sequence[str] | str,
+        bands: Sequence[Sequence[str] | str | None] | None = None,
+        **kwargs: Any,
+    ) -> EosFM:
+        """Build the ensemble from a native ``.safetensors`` file or a reference ``.pth`` list.
+
+        For a native file only the specialists that are active for ``input_bands`` have their
+        weights read.
+
+        Args:
+            path: the ensemble file; the format is detected from its content.
+            input_bands: the input's band names, in channel order.
+            bands: band names per specialist, for reference files that do not record them.
+            **kwargs: any keyword option of :class:`EosFM`.
+
+        Returns:
+            The ensemble; :attr:`assumptions` lists what was inferred while reading the file.
+
+        Raises:
+            ArtifactError: for an unreadable, unsafe or malformed file.
+            BandError: when no specialist can run on ``input_bands``.
+        """
+        if detect_format(path) == "native":
+            if bands is not None:
+                raise ArtifactError(
+                    "--bands applies to reference files only; this native ensemble records "
+                    "its specialists' bands",
+                    str(path),
+                    hint="drop --bands",
+                )
+            specs = read_metadata(path)
+            plan_kwargs = {k: kwargs[k] for k in _PLAN_OPTIONS if k in kwargs}
+            plans = plan_ensemble(specs, expand_bands(input_bands), **plan_kwargs)
+            states = load_state_dicts(path, [i for i, p in enumerate(plans) if p.is_active])
+            state_dicts: list[Mapping[str, torch.Tensor] | None] = [
+                states.get(i) for i in range(len(specs))
+            ]
+            assumptions: list[str] = []
+        else:
+            entries, assumptions = load_reference(path, bands)
+            specs = [spec for spec, _ in entries]
+            state_dicts = [state for _, state in entries]
+        model = cls(specs, state_dicts, input_bands, **kwargs)
+        model.assumptions = assumptions
+        return model
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the active specialists (only) as a native ensemble file.
+
+        Ablated, inactive and skipped specialists are left out, so the file is a physically
+        pruned ensemble. Feature normalisers and fusion layers are not part of the format.
+
+        Args:
+            path: destination ``.safetensors`` file.
+
+        Returns:
+            The path written.
+        """
+        specs = [self.specs[i] for i in self.active_indices]
+        states = [encoder.state_dict() for encoder in self.specialists]
+        return save_ensemble(path, specs, states)
+
+    # ------------------------------------------------------------------------------ running
+
+    def train(self, mode: bool = True) -> EosFM:
+        """Set training mode; frozen specialists stay in eval mode."""
+        super().train(mode)
+        if self.frozen:
+            self.specialists.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encode a batch.
+
+        Args:
+            x: raw values ``[B, len(input_bands), H, W]`` in :attr:`input_bands` order.
+
+        Returns:
+            One tensor per pyramid level, ``[B, out_channels[l], ceil(H / r_l), ceil(W / r_l)]``.
+
+        Raises:
+            BandError: if the channel count differs from ``len(input_bands)``.
+            DataError: if ``x`` is not 4-D or holds NaN.
+        """
+        return self.fuse(self.specialist_features(x))
+
+    def specialist_features(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Run every active specialist and return its raw feature pyramid.
+
+        Args:
+            x: raw values ``[B, len(input_bands), H, W]``.
+
+        Returns:
+            Per active specialist (ensemble order), one tensor per pyramid level, before
+            feature normalisation and fusion.
+        """
+        x = self._check_input(x)
+        height, width = x.shape[-2:]
+        x = self._pad(x)
+        if self.frozen and not torch.is_inference_mode_enabled():
+            with torch.inference_mode():
+                features = self._run_specialists(x, height, width)
+            # Inference tensors cannot enter autograd; ordinary copies can.
+            return [[f.clone() for f in pyramid] for pyramid in features]
+        return self._run_specialists(x, height, width)
+
+    def fuse(self, features: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+        """Normalise (if asked), concatenate and fuse per-specialist pyramids level by level.
+
+        Args:
+            features: the output of :meth:`specialist_features`.
+
+        Returns:
+            One tensor per pyramid level.
+        """
+        out = []
+        for level in range(len(self.reductions)):
+            parts = [pyramid[level] for pyramid in features]
+            if self.feature_norms is not None:
+                parts = [
+                    norms[level](part)  # type: ignore[index]
+                    for norms, part in zip(self.feature_norms, parts, strict=True)
+                ]
+            fused = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            if self.fusion_layers is not None:
+                fused = self.fusion_layers[level](fused)
+            out.append(fused)
+        return out
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise DataError(
+                f"input has shape {tuple(x.shape)}, expected [B, C, H, W]",
+                hint="add a batch dimension",
+            )
+        if x.shape[1] != len(self.input_bands):
+            raise BandError(
+                f"input has {x.shape[1]} channels but {len(self.input_bands)} input bands are "
+                f"declared ({','.join(self.input_bands)})",
+                hint="declare one band name per input channel, in channel order",
+            )
+        dtype = cast(SpecialistInput, self.inputs[0]).mean.dtype
+        if x.dtype != dtype:
+            x = x.to(dtype)
+        if self.check_nan and torch.isnan(x).any():
+            bad = int(torch.isnan(x).sum())
+            raise DataError(
+                f"input holds {bad} NaN values",
+                hint="fill or mask no-data pixels before encoding",
+            )
+        return x
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        r = self._max_reduction
+        height, width = x.shape[-2:]
+        pad_h, pad_w = -height % r, -width % r
+        if not pad_h and not pad_w:
+            return x
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+    def _run_specialists(
+        self, x: torch.Tensor, height: int, width: int
+    ) -> list[list[torch.Tensor]]:
+        cropped = x.shape[-2] != height or x.shape[-1] != width
+        sizes = [(math.ceil(height / r), math.ceil(width / r)) for r in self.reductions]
+        out = []
+        for prepare, encoder in zip(self.inputs, self.specialists, strict=True):
+            pyramid = list(encoder(prepare(x)))
+            if cropped:
+                pyramid = [f[..., :h, :w] for f, (h, w) in zip(pyramid, sizes, strict=True)]
+            out.append(pyramid)
+        return out
+
+    # ------------------------------------------------------------------------------ reports
+
+    def explain(self) -> str:
+        """Return every specialist's band plan, and what was assumed while loading."""
+        n = len(self.specs)
+        lines = [
+            f"input bands: {','.join(self.input_bands)}",
+            f"{len(self.active_indices)} of {n} specialists active: {', '.join(self.active_names)}",
+            f"pyramid: channels {self.out_channels}, reductions {self.reductions}",
+            "",
+        ]
+        for spec, plan in zip(self.specs, self.plans, strict=True):
+            lines.append(plan.explain())
+            lines.extend(f"  assumed: {note}" for note in spec.assumed)
+        if self.assumptions:
+            lines.append("")
+            lines.append("assumptions:")
+            lines.extend(f"  - {a}" for a in self.assumptions)
+        return "\n".join(lines)
+
+    def extra_repr(self) -> str:
+        """Summarise the ensemble in ``repr``."""
+        return (
+            f"input_bands={self.input_bands}, active={self.active_names}, "
+            f"out_channels={self.out_channels}, reductions={self.reductions}, "
+            f"fusion={self.fusion!r}, frozen={self.frozen}"
+        )
+
+
+def build_specialist(spec: SpecialistSpec, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Create a specialist's timm ``features_only`` model and load its weights strictly.
+
+    Args:
+        spec: the specialist (backbone, in_chans, out_indices).
+        state_dict: its weights.
+
+    Returns:
+        The model with the weights loaded, in training mode.
+
+    Raises:
+        ArtifactError: when timm does not know the backbone or cannot build it with these
+            options, or when the weights' keys or shapes do not match the model.
+    """
+    import timm
+
+    where = f"specialist {spec.name!r} ({spec.backbone}, in_chans={spec.in_chans})"
+    options: dict[str, Any] = {
+        "pretrained": False,
+        "features_only": True,
+        "in_chans": spec.in_chans,
+    }
+    if spec.out_indices is not None:
+        options["out_indices"] = tuple(spec.out_indices)
+    try:
+        model = timm.create_model(spec.backbone, **options)
+    except RuntimeError as err:
+        raise ArtifactError(
+            str(err).split("\n")[0], where, hint="check the timm backbone name"
+        ) from None
+    except (ValueError, TypeError, IndexError, KeyError, AssertionError) as err:
+        raise ArtifactError(
+            f"timm cannot build it with features_only and out_indices={spec.out_indices}: {err}",
+            where,
+        ) from None
+
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} is {tuple(state_dict[k].shape)}, expected {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and state_dict[k].shape != expected[k].shape
+    ]
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches ({'; '.join(mismatched[:3])})")
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:3])})")
+    if problems:
+        raise ArtifactError(
+            "weights do not match the declared backbone: " + "; ".join(problems),
+            where,
+            hint="check the backbone and in_chans recorded for this specialist",
+        )
+    model.load_state_dict(dict(state_dict), strict=True)
+    return model
+
+
+def _feature_norm(kind: NormalizationType, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, affine=False)
+    return nn.GroupNorm(1, channels, affine=False)

@@ -1,0 +1,196 @@
+"""Encoders, input normalisation and task heads shared by specialists and downstream heads.
+
+- :func:`create_encoder` builds any timm model as a feature pyramid (``features_only=True``).
+- :class:`InputNorm` normalises raw physical values with per-channel statistics.
+- :class:`UPerNet` is the dense decoder of the paper (PPM on the deepest level + FPN), 128
+  channels by default, followed by a 3x3 conv and a 1x1 conv to the outputs.
+- :class:`PooledHead` is the classification / multi-label head (global pooling + linear or MLP).
+
+Decoder convolutions use GroupNorm so that they behave the same with any batch size, including
+the 1x1 pooled branch of the PPM and per-rank batches under DDP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def create_encoder(
+    backbone: str, in_chans: int, pretrained: bool = False, out_indices: Sequence[int] | None = None
+) -> nn.Module:
+    """Create a timm feature-pyramid encoder.
+
+    Args:
+        backbone: timm model name (``convnextv2_atto``).
+        in_chans: number of input channels.
+        pretrained: load timm's pretrained weights (needs network access).
+        out_indices: feature levels to return (timm's default when ``None``).
+
+    Returns:
+        The encoder; ``encoder.feature_info`` gives channels and reductions.
+    """
+    import timm
+
+    kwargs: dict[str, Any] = {
+        "features_only": True,
+        "in_chans": in_chans,
+        "pretrained": pretrained,
+    }
+    if out_indices is not None:
+        kwargs["out_indices"] = tuple(out_indices)
+    return timm.create_model(backbone, **kwargs)
+
+
+def feature_channels(encoder: nn.Module) -> list[int]:
+    """Channels per pyramid level, from timm's ``feature_info``."""
+    return list(encoder.feature_info.channels())  # type: ignore[union-attr, operator]
+
+
+def feature_reductions(encoder: nn.Module) -> list[int]:
+    """Stride per pyramid level, from timm's ``feature_info``."""
+    return list(encoder.feature_info.reduction())  # type: ignore[union-attr, operator]
+
+
+class InputNorm(nn.Module):
+    """``(x - mean) / std`` per channel, with the statistics stored as buffers.
+
+    Args:
+        mean: per-channel mean (raw units).
+        std: per-channel standard deviation (raw units, > 0).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise a batch ``(B, C, H, W)``."""
+        return (x - self.mean) / self.std
+
+
+def _gn(channels: int) -> nn.GroupNorm:
+    groups = 32 if channels % 32 == 0 else (16 if channels % 16 == 0 else 1)
+    return nn.GroupNorm(groups, channels)
+
+
+class ConvNormAct(nn.Sequential):
+    """Conv → GroupNorm → ReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+            _gn(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class UPerNet(nn.Module):
+    """UPerNet decoder: pyramid pooling on the deepest level, then a top-down FPN.
+
+    Args:
+        in_channels: channels of each pyramid level, shallow to deep.
+        channels: decoder width.
+        pool_scales: PPM output sizes.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        channels: int = 128,
+        pool_scales: Sequence[int] = (1, 2, 3, 6),
+    ) -> None:
+        super().__init__()
+        self.in_channels = list(in_channels)
+        self.channels = channels
+        deep = self.in_channels[-1]
+        self.ppm = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(s), ConvNormAct(deep, channels, 1))
+            for s in pool_scales
+        )
+        self.bottleneck = ConvNormAct(deep + len(pool_scales) * channels, channels, 3)
+        self.lateral = nn.ModuleList(ConvNormAct(c, channels, 1) for c in self.in_channels[:-1])
+        self.fpn = nn.ModuleList(ConvNormAct(channels, channels, 3) for _ in self.in_channels[:-1])
+        self.fuse = ConvNormAct(len(self.in_channels) * channels, channels, 3)
+
+    def forward(self, feats: Sequence[Tensor]) -> Tensor:
+        """Decode a pyramid into one map at the stride of its shallowest level."""
+        deep = feats[-1]
+        size = deep.shape[-2:]
+        pooled = [deep] + [
+            F.interpolate(branch(deep), size=size, mode="bilinear", align_corners=False)
+            for branch in self.ppm
+        ]
+        top = self.bottleneck(torch.cat(pooled, dim=1))
+        laterals = [lat(f) for lat, f in zip(self.lateral, feats[:-1], strict=True)] + [top]
+        for i in range(len(laterals) - 1, 0, -1):
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(
+                laterals[i],
+                size=laterals[i - 1].shape[-2:],
+                mode="bilinear",
+                align_corners=False,
+            )
+        outs = [conv(lat) for conv, lat in zip(self.fpn, laterals[:-1], strict=True)] + [top]
+        target = outs[0].shape[-2:]
+        outs = [outs[0]] + [
+            F.interpolate(o, size=target, mode="bilinear", align_corners=False) for o in outs[1:]
+        ]
+        return self.fuse(torch.cat(outs, dim=1))  # type: ignore[no-any-return]
+
+
+class DenseHead(nn.Module):
+    """UPerNet + 3x3 conv + 1x1 conv to ``out_channels``, upsampled to the input size.
+
+    Args:
+        in_channels: pyramid channels.
+        out_channels: classes (segmentation) or 1 (regression).
+        channels: decoder width.
+    """
+
+    def __init__(self, in_channels: Sequence[int], out_channels: int, channels: int = 128) -> None:
+        super().__init__()
+        self.decoder = UPerNet(in_channels, channels)
+        self.conv = ConvNormAct(channels, channels, 3)
+        self.out = nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, feats: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
+        """Return logits of shape ``(B, out_channels, *size)``."""
+        y = self.out(self.conv(self.decoder(feats)))
+        return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+
+
+class PooledHead(nn.Module):
+    """Global average pooling of one pyramid level, then a linear layer or a small MLP.
+
+    Args:
+        in_channels: channels of the pooled level.
+        out_channels: number of outputs.
+        hidden: MLP width; ``0`` for a linear head.
+        dropout: dropout before the last layer.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, hidden: int = 0, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        if hidden:
+            layers += [nn.Linear(in_channels, hidden), nn.GELU()]
+            in_channels = hidden
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(in_channels, out_channels))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feat: Tensor) -> Tensor:
+        """Map a feature map ``(B, C, H, W)`` (or pooled ``(B, C)``) to logits."""
+        if feat.dim() == 4:
+            feat = feat.mean(dim=(2, 3))
+        return self.net(feat)  # type: ignore[no-any-return]

@@ -1,0 +1,188 @@
+"""What every stage shares: resolving profiles, dry runs, and the not-built-yet stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from eosfm_cli.console import console
+from eosfm_cli.errors import NotBuiltError, ProfileError
+from eosfm_cli.profiles import DatasetConfig, Profile, dump_yaml, load_profile
+from eosfm_cli.workspace import Workspace
+
+PACKAGE_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+
+
+@dataclass
+class StageContext:
+    """A resolved profile and workspace, plus the run switches every stage honours.
+
+    Attributes:
+        profile: the validated profile.
+        workspace: the workspace folder.
+        source: where the profile came from (for messages).
+        dry_run: print what would be read and written, then stop.
+        wait: wait for a locked workspace instead of refusing.
+    """
+
+    profile: Profile
+    workspace: Workspace
+    source: str = ""
+    dry_run: bool = False
+    wait: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def find_profile(path: str | Path) -> Path:
+    """Find a profile file: as given, else under the package's ``profiles/`` folder.
+
+    Args:
+        path: a path relative to the working directory (``profiles/default.yaml``).
+
+    Returns:
+        The first existing candidate (or ``path`` itself so the loader reports it missing).
+    """
+    p = Path(path)
+    if p.is_file() or p.is_absolute():
+        return p
+    parts = p.parts
+    if parts and parts[0] == "profiles":
+        alt = PACKAGE_PROFILES.joinpath(*parts[1:])
+        if alt.is_file():
+            return alt
+    return p
+
+
+def find_dataset_profile(name: str, base_profile: Path) -> Path | None:
+    """Locate ``datasets/<name>.yaml`` beside the base profile or among the built-in ones."""
+    for folder in (base_profile.parent / "datasets", PACKAGE_PROFILES / "datasets"):
+        cand = folder / f"{name}.yaml"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def dataset_section(name: str) -> dict[str, Any]:
+    """Build a profile ``dataset:`` section from the registry (for experiments without a file)."""
+    from eosfm_cli.data.registry import get_experiment
+
+    spec = get_experiment(name, where="--dataset")
+    section: dict[str, Any] = {
+        "name": spec.name,
+        "task": spec.task,
+        "bands": list(spec.bands),
+        "classes": list(spec.classes),
+        "loss": spec.loss,
+    }
+    if spec.ignore_index is not None:
+        section["ignore_index"] = spec.ignore_index
+    if spec.patch_size is not None:
+        section["patch_size"] = spec.patch_size
+    return section
+
+
+def resolve(
+    profile_path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    dataset: str | None = None,
+    workspace: str | Path | None = None,
+    root: str | Path | None = None,
+    dry_run: bool = False,
+    wait: bool = False,
+) -> StageContext:
+    """Resolve the profile a stage runs with.
+
+    Order of precedence (last wins): the base profile and its includes; the dataset profile
+    ``datasets/<dataset>.yaml`` (or the registry entry) when ``dataset`` is given; ``--root``;
+    ``--set`` overrides; ``--workspace``.
+
+    Args:
+        profile_path: the base profile.
+        overrides: ``--set KEY=VALUE`` expressions.
+        dataset: the experiment to select (``--dataset``).
+        workspace: the workspace folder (``--workspace``).
+        root: the dataset folder (``--root``).
+        dry_run: the stage should only describe what it would do.
+        wait: wait for a locked workspace.
+
+    Returns:
+        The stage context.
+    """
+    base = find_profile(profile_path)
+    sets = list(overrides or [])
+    overlay: Path | None = None
+    if dataset:
+        overlay = find_dataset_profile(dataset, base)
+        if overlay is None:
+            section = dataset_section(dataset)
+            sets = [f"dataset={_flow(section)}", *sets]
+    if root is not None:
+        sets = [f"data.root={_flow(str(root))}", *sets]
+    profile = load_profile(base, sets, overlay=overlay)
+    source = str(base) + (f" + {overlay}" if overlay else "")
+    if profile.dataset is not None:
+        check_dataset(profile.dataset, source)
+    ws = Workspace(workspace if workspace is not None else profile.workspace)
+    if workspace is not None:
+        profile.workspace = str(workspace)
+    return StageContext(profile=profile, workspace=ws, source=source, dry_run=dry_run, wait=wait)
+
+
+def _flow(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def check_dataset(cfg: DatasetConfig, source: str) -> None:
+    """Check a profile's dataset section against the registry.
+
+    Raises:
+        ProfileError: for an unknown experiment or a task that disagrees with it.
+    """
+    from eosfm_cli.data.registry import get_experiment
+
+    spec = get_experiment(cfg.name, where=f"{source}: dataset.name")
+    if cfg.task != spec.task:
+        raise ProfileError(
+            f"task {cfg.task!r} does not match the {spec.name} dataset ({spec.task!r})",
+            where=f"{source}: dataset.task",
+            hint=f"set dataset.task to {spec.task}",
+        )
+    if spec.classes and cfg.classes and len(cfg.classes) != len(spec.classes):
+        raise ProfileError(
+            f"{len(cfg.classes)} classes given, the {spec.name} dataset has {len(spec.classes)}",
+            where=f"{source}: dataset.classes",
+            hint="list the dataset's classes, or leave the key out",
+        )
+
+
+def dataset_root(ctx: StageContext, name: str | None = None) -> Path | None:
+    """The folder of a dataset: ``data.roots[name]`` first, then ``data.root``."""
+    data = ctx.profile.data
+    if name and name in data.roots:
+        return Path(data.roots[name])
+    return Path(data.root) if data.root else None
+
+
+def print_dry_run(ctx: StageContext, stage: str, reads: list[str], writes: list[str]) -> None:
+    """Print the resolved profile and the artifacts a stage would read and write."""
+    console.rule(f"[bold]{stage}[/bold] dry run — {ctx.source}")
+    console.print(dump_yaml(ctx.profile), markup=False)
+    console.print("[bold]reads[/bold]")
+    for r in reads or ["(nothing)"]:
+        console.print(f"  {r}", markup=False)
+    console.print("[bold]writes[/bold]")
+    for w in writes or ["(nothing)"]:
+        console.print(f"  {w}", markup=False)
+
+
+def not_built(stage: str, issue: int) -> NoReturn:
+    """Stop a stage whose implementation has not landed yet."""
+    raise NotBuiltError(
+        f"`eosfm {stage}` is not built yet",
+        where=stage,
+        hint=f"it arrives with issue {issue}; `eosfm --help` lists what works now",
+    )

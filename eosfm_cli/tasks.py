@@ -1,0 +1,450 @@
+"""LightningModules for every task a specialist can be trained on.
+
+Built in torchgeo's template-method style: :class:`EOTask` calls :meth:`configure_models`,
+:meth:`configure_losses` and :meth:`configure_metrics` in its constructor, and each task
+overrides only what differs. The input is raw physical values; the module normalises it with
+its own per-band statistics (``normalizer``), so a checkpoint is self-contained. The encoder is
+a timm feature pyramid under the ``encoder.`` prefix of the state dict.
+
+Metric names (as written to ``metrics.json``): classification ``accuracy``, ``f1_macro``;
+multi-label ``map_micro``, ``map_macro``, ``f1_micro``, ``f1_macro``; segmentation ``miou``,
+``accuracy``, ``iou_per_class``; change detection ``f1_change``, ``iou_change``, ``accuracy``;
+regression ``rmse``, ``mae``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import Tensor, nn
+
+from eosfm_cli.models.heads import (
+    DenseHead,
+    InputNorm,
+    PooledHead,
+    create_encoder,
+    feature_channels,
+)
+
+ENCODER_PREFIX = "encoder."
+
+
+def dice_loss(
+    logits: Tensor, target: Tensor, ignore_index: int | None = None, eps: float = 1.0
+) -> Tensor:
+    """Multi-class soft Dice loss, averaged over classes, ignoring ``ignore_index`` pixels.
+
+    Args:
+        logits: ``(B, K, H, W)`` scores.
+        target: ``(B, H, W)`` class indices.
+        ignore_index: label value to leave out.
+        eps: smoothing term.
+    """
+    num_classes = logits.shape[1]
+    probs = logits.softmax(dim=1)
+    valid = torch.ones_like(target, dtype=torch.bool)
+    if ignore_index is not None:
+        valid = target != ignore_index
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    onehot = F.one_hot(safe, num_classes).permute(0, 3, 1, 2).to(probs.dtype)
+    mask = valid.unsqueeze(1).to(probs.dtype)
+    probs = probs * mask
+    onehot = onehot * mask
+    dims = (0, 2, 3)
+    inter = (probs * onehot).sum(dims)
+    denom = probs.sum(dims) + onehot.sum(dims)
+    return 1.0 - ((2 * inter + eps) / (denom + eps)).mean()
+
+
+class EOTask(pl.LightningModule):
+    """Base task: a normaliser, a timm encoder, a head, a loss and metrics.
+
+    Args:
+        task: the task kind.
+        backbone: timm model name.
+        bands: canonical band names fed to the model, in order.
+        mean: per-band mean of the raw input.
+        std: per-band std of the raw input.
+        classes: class names.
+        loss: ``ce``, ``dice``, ``bce`` or ``mse``.
+        ignore_index: label value to ignore.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        max_epochs: cosine schedule length.
+        pretrained: load timm weights.
+        decoder_channels: UPerNet width.
+        hidden_dim: MLP width of pooled heads (0: linear).
+        freeze_encoder: freeze the encoder (linear probing).
+        dataset: experiment name, recorded in the hyper-parameters.
+    """
+
+    monitor: ClassVar[str] = "val/loss"
+    monitor_mode: ClassVar[str] = "min"
+
+    def __init__(
+        self,
+        task: str,
+        backbone: str,
+        bands: Sequence[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        classes: Sequence[str] = (),
+        loss: str = "ce",
+        ignore_index: int | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        max_epochs: int = 10,
+        pretrained: bool = False,
+        decoder_channels: int = 128,
+        hidden_dim: int = 0,
+        freeze_encoder: bool = False,
+        dataset: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.in_chans = len(bands)
+        self.num_classes = len(classes)
+        self.epoch_metrics: dict[str, dict[str, Any]] = {}
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+        if freeze_encoder:
+            for p in self.encoder.parameters():
+                p.requires_grad = False
+
+    # Template methods -------------------------------------------------------------------
+    def configure_models(self) -> None:
+        """Build the normaliser, the encoder and the head."""
+        hp = self.hparams
+        self.normalizer = InputNorm(hp["mean"], hp["std"])
+        self.encoder = create_encoder(hp["backbone"], self.in_chans, hp["pretrained"])
+        self.head = self.build_head(feature_channels(self.encoder))
+
+    def build_head(self, channels: list[int]) -> nn.Module:
+        """Return the task head for a pyramid with these channels."""
+        raise TypeError(f"{type(self).__name__} must override build_head")
+
+    def configure_losses(self) -> None:
+        """Set ``self.criterion``."""
+        self.criterion: nn.Module = nn.CrossEntropyLoss()
+
+    def configure_metrics(self) -> None:
+        """Set one metric collection per split."""
+        base = self.make_metrics()
+        self.metrics = nn.ModuleDict(
+            {split: base.clone(prefix=f"{split}/") for split in ("val", "test")}
+        )
+
+    def split_metrics(self, split: str) -> torchmetrics.MetricCollection:
+        """The metric collection of one split."""
+        collection = self.metrics[split]
+        assert isinstance(collection, torchmetrics.MetricCollection)
+        return collection
+
+    def make_metrics(self) -> torchmetrics.MetricCollection:
+        """Return the task's metric collection (unprefixed)."""
+        raise TypeError(f"{type(self).__name__} must override make_metrics")
+
+    # Forward ----------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> list[Tensor]:
+        """Normalise raw input and return the feature pyramid."""
+        return list(self.encoder(self.normalizer(x)))
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Return the task output for a batch."""
+        raise TypeError(f"{type(self).__name__} must override forward")
+
+    def target(self, batch: dict[str, Tensor]) -> Tensor:
+        """The batch's target tensor."""
+        return batch["label"]
+
+    def compute_loss(self, out: Tensor, target: Tensor) -> Tensor:
+        """Loss of an output against its target."""
+        return self.criterion(out, target)  # type: ignore[no-any-return]
+
+    def update_metrics(self, split: str, out: Tensor, target: Tensor) -> None:
+        """Feed one batch into a split's metrics."""
+        self.split_metrics(split).update(out.detach(), target)
+
+    # Lightning hooks --------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """One optimisation step."""
+        out = self(batch)
+        loss = self.compute_loss(out, self.target(batch))
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=out.shape[0]
+        )
+        return loss
+
+    def _eval_step(self, split: str, batch: dict[str, Tensor]) -> None:
+        out = self(batch)
+        target = self.target(batch)
+        loss = self.compute_loss(out, target)
+        self.log(f"{split}/loss", loss, on_epoch=True, sync_dist=True, batch_size=out.shape[0])
+        self.update_metrics(split, out, target)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Validation step."""
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Test step."""
+        self._eval_step("test", batch)
+
+    def _eval_epoch_end(self, split: str) -> None:
+        values = self.split_metrics(split).compute()
+        self.split_metrics(split).reset()
+        scalars: dict[str, Tensor] = {}
+        record: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.split("/", 1)[1]
+            if value.numel() == 1:
+                scalars[key] = value.float()
+                record[name] = float(value)
+            else:
+                record[name] = [float(v) for v in value.flatten()]
+        record.update(self.derived_metrics(record))
+        for name, value in record.items():
+            if isinstance(value, float) and f"{split}/{name}" not in scalars:
+                scalars[f"{split}/{name}"] = torch.tensor(value)
+        self.log_dict(scalars, prog_bar=split == "val", sync_dist=False)
+        self.epoch_metrics[split] = record
+
+    def derived_metrics(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Metrics computed from others (e.g. mIoU from per-class IoU)."""
+        return {}
+
+    def on_validation_epoch_end(self) -> None:
+        """Compute, log and reset validation metrics."""
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Compute, log and reset test metrics."""
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self) -> Any:
+        """AdamW with a cosine schedule over ``max_epochs``."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(
+            params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=max(1, int(self.hparams["max_epochs"]))
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def encoder_state_dict(self) -> dict[str, Tensor]:
+        """The encoder's weights with plain timm keys."""
+        return {k: v.detach().cpu() for k, v in self.encoder.state_dict().items()}
+
+
+class ClassificationTask(EOTask):
+    """Scene classification: cross-entropy; overall accuracy and macro F1."""
+
+    monitor = "val/accuracy"
+    monitor_mode = "max"
+
+    def build_head(self, channels: list[int]) -> nn.Module:
+        """Pooled linear (or MLP) head on the deepest level."""
+        return PooledHead(channels[-1], self.num_classes, self.hparams["hidden_dim"])
+
+    def make_metrics(self) -> torchmetrics.MetricCollection:
+        """Overall accuracy, macro F1, per-class F1."""
+        k = self.num_classes
+        return torchmetrics.MetricCollection(
+            {
+                "accuracy": torchmetrics.classification.MulticlassAccuracy(k, average="micro"),
+                "f1_macro": torchmetrics.classification.MulticlassF1Score(k, average="macro"),
+                "f1_per_class": torchmetrics.classification.MulticlassF1Score(k, average="none"),
+            }
+        )
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Class logits ``(B, K)``."""
+        return self.head(self.encode(batch["image"])[-1])  # type: ignore[no-any-return]
+
+
+class MultiLabelTask(ClassificationTask):
+    """Multi-label classification: BCE; micro/macro mAP and F1."""
+
+    monitor = "val/map_macro"
+    monitor_mode = "max"
+
+    def configure_losses(self) -> None:
+        """Binary cross-entropy on logits."""
+        self.criterion = nn.BCEWithLogitsLoss()
+
+    def make_metrics(self) -> torchmetrics.MetricCollection:
+        """Micro/macro average precision and F1."""
+        k = self.num_classes
+        ml = torchmetrics.classification
+        return torchmetrics.MetricCollection(
+            {
+                "map_micro": ml.MultilabelAveragePrecision(k, average="micro"),
+                "map_macro": ml.MultilabelAveragePrecision(k, average="macro"),
+                "f1_micro": ml.MultilabelF1Score(k, average="micro"),
+                "f1_macro": ml.MultilabelF1Score(k, average="macro"),
+            }
+        )
+
+    def update_metrics(self, split: str, out: Tensor, target: Tensor) -> None:
+        """Metrics take probabilities and integer targets."""
+        self.split_metrics(split).update(out.detach().sigmoid(), target.long())
+
+
+class SegmentationTask(EOTask):
+    """Semantic segmentation: UPerNet; CE or Dice; mIoU and per-class IoU."""
+
+    monitor = "val/miou"
+    monitor_mode = "max"
+
+    def build_head(self, channels: list[int]) -> nn.Module:
+        """UPerNet dense head."""
+        return DenseHead(channels, self.num_classes, self.hparams["decoder_channels"])
+
+    def configure_losses(self) -> None:
+        """CE (``ignore_index`` honoured) or Dice."""
+        ignore = self.hparams["ignore_index"]
+        self.criterion = nn.CrossEntropyLoss(ignore_index=-100 if ignore is None else ignore)
+
+    def compute_loss(self, out: Tensor, target: Tensor) -> Tensor:
+        """CE or Dice, as chosen by ``loss``."""
+        if self.hparams["loss"] == "dice":
+            return dice_loss(out, target, self.hparams["ignore_index"])
+        return self.criterion(out, target)  # type: ignore[no-any-return]
+
+    def make_metrics(self) -> torchmetrics.MetricCollection:
+        """Per-class IoU and pixel accuracy."""
+        k = self.num_classes
+        ignore = self.hparams["ignore_index"]
+        mc = torchmetrics.classification
+        return torchmetrics.MetricCollection(
+            {
+                "iou_per_class": mc.MulticlassJaccardIndex(k, average="none", ignore_index=ignore),
+                "accuracy": mc.MulticlassAccuracy(k, average="micro", ignore_index=ignore),
+            }
+        )
+
+    def derived_metrics(self, record: dict[str, Any]) -> dict[str, Any]:
+        """MIoU over classes present in predictions or targets."""
+        ious = record.get("iou_per_class")
+        if ious is None:
+            return {}
+        return {"miou": float(sum(ious) / len(ious))}
+
+    def target(self, batch: dict[str, Tensor]) -> Tensor:
+        """The mask."""
+        return batch["mask"]
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Logits ``(B, K, H, W)``."""
+        x = batch["image"]
+        return self.head(self.encode(x), x.shape[-2:])  # type: ignore[no-any-return]
+
+
+class ChangeDetectionTask(SegmentationTask):
+    """Siamese change detection: one encoder on both dates, features concatenated per level."""
+
+    monitor = "val/f1_change"
+    monitor_mode = "max"
+
+    def build_head(self, channels: list[int]) -> nn.Module:
+        """UPerNet over doubled channels."""
+        return DenseHead(
+            [2 * c for c in channels], self.num_classes, self.hparams["decoder_channels"]
+        )
+
+    def make_metrics(self) -> torchmetrics.MetricCollection:
+        """F1 and IoU per class; the change class is reported separately."""
+        k = self.num_classes
+        ignore = self.hparams["ignore_index"]
+        mc = torchmetrics.classification
+        return torchmetrics.MetricCollection(
+            {
+                "f1_per_class": mc.MulticlassF1Score(k, average="none", ignore_index=ignore),
+                "iou_per_class": mc.MulticlassJaccardIndex(k, average="none", ignore_index=ignore),
+                "accuracy": mc.MulticlassAccuracy(k, average="micro", ignore_index=ignore),
+            }
+        )
+
+    def derived_metrics(self, record: dict[str, Any]) -> dict[str, Any]:
+        """F1 and IoU of the change class (the last class)."""
+        out = super().derived_metrics(record)
+        out["f1_change"] = float(record["f1_per_class"][-1])
+        out["iou_change"] = float(record["iou_per_class"][-1])
+        return out
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Logits ``(B, K, H, W)`` of change."""
+        x1, x2 = batch["image"], batch["image2"]
+        both = self.encode(torch.cat([x1, x2], dim=0))
+        n = x1.shape[0]
+        feats = [torch.cat([f[:n], f[n:]], dim=1) for f in both]
+        return self.head(feats, x1.shape[-2:])  # type: ignore[no-any-return]
+
+
+class RegressionTask(SegmentationTask):
+    """Pixel regression (e.g. canopy height): MSE; RMSE and MAE over valid pixels."""
+
+    monitor = "val/rmse"
+    monitor_mode = "min"
+
+    def build_head(self, channels: list[int]) -> nn.Module:
+        """UPerNet with one output channel."""
+        return DenseHead(channels, 1, self.hparams["decoder_channels"])
+
+    def configure_losses(self) -> None:
+        """Mean squared error."""
+        self.criterion = nn.MSELoss()
+
+    def compute_loss(self, out: Tensor, target: Tensor) -> Tensor:
+        """MSE over finite target pixels."""
+        pred = out.squeeze(1)
+        valid = torch.isfinite(target)
+        return F.mse_loss(pred[valid], target[valid])
+
+    def make_metrics(self) -> torchmetrics.MetricCollection:
+        """RMSE and MAE."""
+        return torchmetrics.MetricCollection(
+            {
+                "rmse": torchmetrics.MeanSquaredError(squared=False),
+                "mae": torchmetrics.MeanAbsoluteError(),
+            }
+        )
+
+    def update_metrics(self, split: str, out: Tensor, target: Tensor) -> None:
+        """Only finite target pixels count."""
+        pred = out.detach().squeeze(1)
+        valid = torch.isfinite(target)
+        self.split_metrics(split).update(pred[valid], target[valid])
+
+    def derived_metrics(self, record: dict[str, Any]) -> dict[str, Any]:
+        """None beyond RMSE and MAE."""
+        return {}
+
+
+TASKS: dict[str, type[EOTask]] = {
+    "classification": ClassificationTask,
+    "multilabel": MultiLabelTask,
+    "segmentation": SegmentationTask,
+    "change_detection": ChangeDetectionTask,
+    "regression": RegressionTask,
+}
+
+
+def task_class(kind: str) -> type[EOTask]:
+    """Return the LightningModule class of a task kind."""
+    from eosfm_cli.errors import ProfileError
+
+    if kind not in TASKS:
+        raise ProfileError(
+            f"task {kind!r} cannot train a specialist yet",
+            where="dataset.task",
+            hint=f"choose one of {', '.join(TASKS)}",
+        )
+    return TASKS[kind]

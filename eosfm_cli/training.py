@@ -1,0 +1,202 @@
+"""Training plumbing shared by the stages that train.
+
+Atomic, safely-loaded checkpoints; per-band statistics; seeded data loaders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from eosfm_cli.errors import ArtifactError, DataError
+from eosfm_cli.workspace import atomic_write_json
+
+
+def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint safely (``weights_only=True``).
+
+    Raises:
+        ArtifactError: when the file is missing, truncated, or holds anything but plain data
+            (a pickle that would run code is refused, never executed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError("checkpoint not found", where=str(path))
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for bad files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ArtifactError(
+            f"cannot load checkpoint safely ({first[:160]})",
+            where=str(path),
+            hint="the file is truncated, not a checkpoint, or contains code; re-create it",
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise ArtifactError("not a Lightning checkpoint (no dict)", where=str(path))
+    return ckpt
+
+
+def atomic_checkpoint_io() -> Any:
+    """A Lightning CheckpointIO that writes atomically and loads with ``weights_only=True``."""
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Checkpoint IO: temporary file + fsync + rename; safe loading."""
+
+        def save_checkpoint(
+            self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+        ) -> None:
+            final = Path(path)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.parent / f".{final.name}.{os.getpid()}.tmp"
+            try:
+                with open(tmp, "wb") as fh:
+                    torch.save(checkpoint, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, final)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+
+        def load_checkpoint(
+            self, path: Any, map_location: Any = None, weights_only: bool | None = None
+        ) -> dict[str, Any]:
+            return load_checkpoint_file(path)
+
+    return AtomicCheckpointIO()
+
+
+def make_loader(
+    ds: Dataset[Any], batch_size: int, num_workers: int, shuffle: bool, seed: int
+) -> DataLoader[Any]:
+    """A DataLoader with a seeded shuffle."""
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        generator=gen if shuffle else None,
+        persistent_workers=num_workers > 0,
+        drop_last=False,
+    )
+
+
+def _stats_key(parts: Mapping[str, Any]) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def band_statistics(
+    ds: Dataset[Any],
+    bands: Sequence[str],
+    cache_dir: Path | None,
+    key_parts: Mapping[str, Any],
+    max_samples: int = 5000,
+    seed: int = 0,
+) -> tuple[list[float], list[float]]:
+    """Per-band mean and std of raw values over a dataset, in one streaming pass, cached.
+
+    Sums and sums of squares are accumulated in float64 per band, over all pixels of at most
+    ``max_samples`` samples (a seeded subset of larger datasets); non-finite pixels are left
+    out. Change-detection samples contribute both dates.
+
+    Args:
+        ds: the training split.
+        bands: band names (for the cache record).
+        cache_dir: folder of the JSON cache (``None``: no caching).
+        key_parts: what identifies the data (dataset, root, bands, split seed...).
+        max_samples: cap on the number of samples read.
+        seed: seed of the subset.
+
+    Returns:
+        ``(mean, std)`` per band.
+    """
+    key = _stats_key({**key_parts, "bands": list(bands), "max_samples": max_samples})
+    path = cache_dir / f"{key}.json" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        with contextlib.suppress(ValueError, KeyError, OSError):
+            data = json.loads(path.read_text())
+            if data.get("bands") == list(bands):
+                return [float(v) for v in data["mean"]], [float(v) for v in data["std"]]
+    n = len(ds)  # type: ignore[arg-type]
+    if n == 0:
+        raise DataError(
+            "the training split is empty",
+            where=str(key_parts.get("root")),
+            hint="check the dataset folder and its split files",
+        )
+    idx = list(range(n))
+    if n > max_samples:
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(n, generator=g)[:max_samples].tolist()
+    c = len(bands)
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    count = torch.zeros(c, dtype=torch.float64)
+    for i in idx:
+        sample = ds[i]
+        for key_img in ("image", "image2"):
+            img = sample.get(key_img)
+            if img is None:
+                continue
+            x = img.reshape(c, -1).to(torch.float64)
+            finite = torch.isfinite(x)
+            x = torch.where(finite, x, torch.zeros_like(x))
+            total += x.sum(1)
+            total_sq += (x * x).sum(1)
+            count += finite.sum(1)
+    if bool((count == 0).any()):
+        raise DataError(
+            "some bands have no finite pixel in the training split",
+            where=str(key_parts.get("root")),
+            hint="check for nodata-only images",
+        )
+    mean = total / count
+    var = (total_sq / count - mean * mean).clamp_min(0)
+    std = var.sqrt().clamp_min(1e-6)
+    out_mean, out_std = mean.tolist(), std.tolist()
+    if path is not None:
+        atomic_write_json(
+            path,
+            {
+                "bands": list(bands),
+                "mean": out_mean,
+                "std": out_std,
+                "samples": len(idx),
+                "key": dict(key_parts),
+            },
+        )
+    return out_mean, out_std
+
+
+def quiet_lightning(verbose: bool = False) -> None:
+    """Silence Lightning's banners and tips; keep its warnings only under ``--verbose``."""
+    import logging
+    import warnings
+
+    level = logging.INFO if verbose else logging.WARNING
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(level)
+    if not verbose:
+        for pattern in (
+            ".*exists and is not empty.*",
+            ".*LeafSpec.*",
+            ".*log_every_n_steps.*",
+            ".*does not have many workers.*",
+            ".*litlogger.*",
+            ".*is smaller than the logging interval.*",
+            ".*Checkpoint directory.*",
+        ):
+            warnings.filterwarnings("ignore", message=pattern)
+        os.environ.setdefault("LIGHTNING_DISABLE_TIPS", "1")

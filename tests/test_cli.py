@@ -1,0 +1,143 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from eosfm_cli.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_help_lists_subcommands_without_torch() -> None:
+    code = (
+        "import sys, io, contextlib\n"
+        "from eosfm_cli.cli import app\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        "    try:\n"
+        "        app(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NOTORCH')\n"
+        "print(buf.getvalue())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={"COLUMNS": "120", "PATH": "/usr/bin"},
+    ).stdout
+    assert out.startswith("NOTORCH")
+    for cmd in (
+        "train-specialist",
+        "export-ensemble",
+        "fit-head",
+        "select-encoders",
+        "evaluate",
+        "emissions-report",
+    ):
+        assert cmd in out
+
+
+def test_python_m_and_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "eosfm_cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    assert out.strip().startswith("eosfm ")
+
+
+def test_dry_run_prints_resolved_experiment_profile(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        ["train-specialist", "--dataset", "eurosat_s2", "--dry-run", "-w", str(tmp_path / "ws")],
+    )
+    assert res.exit_code == 0, res.output
+    assert "name: eurosat_s2" in res.output
+    assert "B8A" in res.output and "specialists/eurosat_s2/best.ckpt" in res.output
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--set", "trainer.max_epochz=3"], "did you mean 'trainer.max_epochs'"),
+        (["--set", "trainer.max_epochs=abc"], "trainer.max_epochs"),
+        (["--set", "oops"], "KEY=VALUE"),
+        (["--dataset", "eurosat_s3"], "did you mean 'eurosat_s2'"),
+        (["--profile", "missing.yaml"], "profile file not found"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(args: list[str], needle: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "eosfm_cli", "train-specialist", "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"COLUMNS": "400", "PATH": "/usr/bin"},
+    )
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert needle in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_verbose_shows_traceback() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eosfm_cli",
+            "profile",
+            "show",
+            "--set",
+            "trainer.max_epochz=3",
+            "--verbose",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_profile_show_and_validate() -> None:
+    res = runner.invoke(app, ["profile", "show", "--set", "trainer.max_epochs=9"])
+    assert res.exit_code == 0 and "max_epochs: 9" in res.output
+    res = runner.invoke(
+        app, ["profile", "validate", str(REPO / "profiles" / "datasets" / "potsdam.yaml")]
+    )
+    assert res.exit_code == 0 and "ok" in res.output
+
+
+def test_datasets_list_shows_every_experiment() -> None:
+    res = runner.invoke(app, ["datasets", "list"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0
+    from eosfm_cli.data.registry import EXPERIMENTS
+
+    for name in EXPERIMENTS:
+        assert name in res.output
+
+
+def test_unbuilt_stage_says_so(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["select-encoders", "-w", str(tmp_path)])
+    assert res.exit_code != 0
+
+
+def test_manifest_unaffected_by_dry_run(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "manifest.json").write_text(json.dumps({"version": 1, "runs": []}))
+    before = (ws / "manifest.json").read_bytes()
+    res = runner.invoke(app, ["train-specialist", "--dry-run", "-w", str(ws)])
+    assert res.exit_code == 0
+    assert (ws / "manifest.json").read_bytes() == before
