@@ -116,7 +116,7 @@ def test_save_handles_views_and_tied_tensors(tmp_path: Path) -> None:
     base = torch.arange(12.0)
     state = {"a": base, "b": base, "c": base.view(3, 4).t()}
     path = save_ensemble(tmp_path / "t.safetensors", [spec], [state])
-    (_, got), = load_ensemble(path)
+    ((_, got),) = load_ensemble(path)
     assert torch.equal(got["a"], base) and torch.equal(got["b"], base)
     assert torch.equal(got["c"], base.view(3, 4).t())
 
@@ -165,7 +165,7 @@ def reference_file(path: Path, entries: list[tuple[int, dict[str, torch.Tensor],
 
 
 def test_reference_band_inference_records_assumptions(tmp_path: Path, ensemble: Ensemble) -> None:
-    specs, states = ensemble
+    _specs, states = ensemble
     path = reference_file(
         tmp_path / "ref.pth",
         [
@@ -193,7 +193,9 @@ def test_reference_band_inference_records_assumptions(tmp_path: Path, ensemble: 
 
 def test_reference_two_channel_infers_s1(tmp_path: Path) -> None:
     spec = make_spec("s1", ["VV", "VH"])
-    path = reference_file(tmp_path / "s1.pth", [(2, weights(spec, 0), {"backbone": "timm_convnextv2_atto"})])
+    path = reference_file(
+        tmp_path / "s1.pth", [(2, weights(spec, 0), {"backbone": "timm_convnextv2_atto"})]
+    )
     entries, _ = load_reference(path)
     assert entries[0][0].bands == ["VV", "VH"]
 
@@ -204,7 +206,7 @@ def test_reference_other_counts_need_bands(tmp_path: Path) -> None:
     path = reference_file(tmp_path / "r.pth", [(4, state, {"backbone": "timm_convnextv2_atto"})])
     with pytest.raises(ArtifactError, match="--bands"):
         load_reference(path)
-    entries, assumptions = load_reference(path, bands=[["R", "G", "B", "NIR"]])
+    entries, _assumptions = load_reference(path, bands=[["R", "G", "B", "NIR"]])
     assert entries[0][0].bands == ["R", "G", "B", "NIR"]
     with pytest.raises(ArtifactError, match="in_chans=4"):
         load_reference(path, bands=[["R", "G", "B"]])
@@ -304,7 +306,7 @@ def test_truncated_files(tmp_path: Path, ensemble: Ensemble) -> None:
 
 
 def test_safetensors_that_is_not_an_ensemble(tmp_path: Path, ensemble: Ensemble) -> None:
-    specs, states = ensemble
+    specs, _states = ensemble
     plain = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(2)}, str(plain))
     with pytest.raises(ArtifactError, match="not an eosfm ensemble"):

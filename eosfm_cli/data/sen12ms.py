@@ -6,12 +6,11 @@ Release layout (one folder per season, one sub-folder per scene and source)::
     <root>/ROIs<id>_<season>/s2_<scene>/ROIs<id>_<season>_s2_<scene>_p<patch>.tif
     <root>/ROIs<id>_<season>/lc_<scene>/ROIs<id>_<season>_lc_<scene>_p<patch>.tif
 
-S1 files hold VV, VH (float32, dB); S2 files 13 bands (uint16, reflectance x 1e4); land-cover
-files 4 layers (uint16: IGBP, LCCS_LC, LCCS_LU, LCCS_SH).
-
-with seasons ``ROIs1158_spring``, ``ROIs1868_summer``, ``ROIs1970_fall``, ``ROIs2017_winter``
-(torchgeo's :class:`~torchgeo.datasets.SEN12MS` reads the same paths). The S2 bands are stored
-as B01..B08, B8A, B09..B12. Patches are 256x256 px; the loader does not assume that size.
+The season folders are ``ROIs1158_spring``, ``ROIs1868_summer``, ``ROIs1970_fall`` and
+``ROIs2017_winter`` (torchgeo's :class:`~torchgeo.datasets.SEN12MS` reads the same paths). S1
+files hold VV, VH (float32, dB); S2 files 13 bands (uint16, reflectance x 1e4) stored as
+B01..B08, B8A, B09..B12; land-cover files 4 layers (uint16: IGBP, LCCS_LC, LCCS_LU, LCCS_SH).
+Patches are 256x256 px; the loader does not assume that size.
 
 The mask is the first land-cover layer (IGBP, 17 classes, 1-based) mapped to the 10 classes of
 the simplified IGBP scheme used by DFC2020 (:data:`IGBP_TO_SIMPLIFIED`), returned 0-based; a pixel
@@ -25,8 +24,10 @@ shuffled, 20 % go to test, and the validation scenes are then carved out of the 
 ``options["test_fraction"]`` and ``options["val_fraction"]`` change the fractions. Each split
 gets at least one scene when there are three or more.
 
-torchgeo's class is not used: it only has the train/test lists of another (patch-level)
-split, needs every season folder and both list files, and always reads S1, S2 and the mask.
+torchgeo's class is not used: it reads only the official ``train_list.txt`` / ``test_list.txt``
+(no validation list, not the reference's seeded 80/20 of scenes), needs all four season folders
+and both list files, and always reads S1, S2 and the mask.
+
 One patch known to hold NaN in its S1 file (``ROIs1868_summer`` scene 146, patch 202, as
 documented with the official SEN12MS code) is left out.
 """
@@ -81,13 +82,6 @@ IGBP_TO_SIMPLIFIED: dict[int, int] = {
     16: 9,  # barren
     17: 10,  # water bodies
 }
-
-SEASONS: tuple[str, ...] = (
-    "ROIs1158_spring",
-    "ROIs1868_summer",
-    "ROIs1970_fall",
-    "ROIs2017_winter",
-)
 
 LAYOUT = (
     "SEN12MS: ROIs<id>_<season>/{s1,s2,lc}_<scene>/"

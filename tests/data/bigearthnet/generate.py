@@ -82,7 +82,7 @@ def s1_band(rng: np.random.Generator, pol: str) -> np.ndarray:
     yy, xx = np.mgrid[0:120, 0:120]
     base = -15.0 if pol == "VV" else -25.0
     noise = rng.integers(0, 8, size=(120, 120)) * (rng.random((120, 120)) < 0.125)
-    return (base + np.round((yy + xx) / 238 * 80) / 8 + noise / 8).astype(np.float32)
+    return (base + np.round((yy + xx) / 238 * 72) / 8 + noise / 8).astype(np.float32)
 
 
 def write_tif(path: Path, data: np.ndarray, res: int, origin: tuple[float, float]) -> None:

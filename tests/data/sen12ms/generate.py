@@ -79,7 +79,7 @@ def main() -> None:
             s2 = np.empty((13, SIZE, SIZE), dtype=np.uint16)
             for k in range(13):
                 sparse = rng.integers(1, 4, size=(SIZE, SIZE)) * (rng.random((SIZE, SIZE)) < 1 / 64)
-                s2[k] = 1000 * (k + 1) + 2 * (yy + xx) + 16 * sparse
+                s2[k] = 1000 * (k + 1) + (yy + xx) // 2 + 16 * sparse
             write_tif(folder / f"s2_{scene}" / stem.format("s2"), s2, origin)
             if (season, scene, patch) not in NO_S1:
                 ramp = np.round((yy + xx) / (2 * SIZE - 2) * 80) / 8
