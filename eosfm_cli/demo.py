@@ -26,8 +26,11 @@ def _step(title: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit code."""
     parser = argparse.ArgumentParser(prog="eosfm-demo", description=__doc__)
-    parser.add_argument("--synthetic", action="store_true",
-                        help="use the built-in synthetic data (the default for now)")
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="use the built-in synthetic data (the default for now)",
+    )
     parser.add_argument("--workspace", default="workspace")
     parser.add_argument("--data", default="data/synthetic")
     parser.add_argument("--epochs", type=int, default=3)
@@ -48,12 +51,18 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"reusing {data}")
         console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
 
-        base = resolve(profile, [f"trainer.max_epochs={args.epochs}"], root=data,
-                       workspace=args.workspace)
+        base = resolve(
+            profile, [f"trainer.max_epochs={args.epochs}"], root=data, workspace=args.workspace
+        )
         for name in base.profile.specialists:
             t = _step(f"2. train specialist {name}")
-            ctx = resolve(profile, [f"trainer.max_epochs={args.epochs}"], dataset=name,
-                          root=data, workspace=args.workspace)
+            ctx = resolve(
+                profile,
+                [f"trainer.max_epochs={args.epochs}"],
+                dataset=name,
+                root=data,
+                workspace=args.workspace,
+            )
             train_specialist(ctx, overwrite=True)
             console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
 

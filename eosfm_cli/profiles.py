@@ -85,6 +85,7 @@ class ModelConfig(_Strict):
         decoder_channels: UPerNet width for dense tasks (128 in the paper).
         head: downstream head kind for fit-head.
         hidden_dim: width of the MLP head.
+        augment: random flips / 90-degree rotations while training.
     """
 
     backbone: str = "convnextv2_atto"
@@ -92,6 +93,7 @@ class ModelConfig(_Strict):
     decoder_channels: int = Field(128, gt=0)
     head: Literal["linear", "mlp", "upernet", "siamese", "regression"] = "linear"
     hidden_dim: int = Field(256, gt=0)
+    augment: bool = True
 
 
 class EnsembleConfig(_Strict):

@@ -81,6 +81,8 @@ class EOTask(pl.LightningModule):
         hidden_dim: MLP width of pooled heads (0: linear).
         freeze_encoder: freeze the encoder (linear probing).
         dataset: experiment name, recorded in the hyper-parameters.
+        augment: random flips and 90-degree rotations of training batches (the same transform
+            for the image, its second date and its mask).
     """
 
     monitor: ClassVar[str] = "val/loss"
@@ -104,6 +106,7 @@ class EOTask(pl.LightningModule):
         hidden_dim: int = 0,
         freeze_encoder: bool = False,
         dataset: str | None = None,
+        augment: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -172,8 +175,31 @@ class EOTask(pl.LightningModule):
         self.split_metrics(split).update(out.detach(), target)
 
     # Lightning hooks --------------------------------------------------------------------
+    def augment_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Apply one random dihedral transform per sample to every spatial tensor."""
+        x = batch["image"]
+        n = x.shape[0]
+        ks = torch.randint(0, 4, (n,)).tolist()
+        flips = torch.randint(0, 2, (n,)).tolist()
+        out = dict(batch)
+        for key in ("image", "image2", "mask"):
+            t = batch.get(key)
+            if t is None or t.dim() < 3:
+                continue
+            items = []
+            for i in range(n):
+                y = torch.rot90(t[i], ks[i], dims=(-2, -1))
+                items.append(torch.flip(y, dims=(-1,)) if flips[i] else y)
+            out[key] = torch.stack(items)
+        return out
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step."""
+        if (
+            self.hparams.get("augment", False)
+            and batch["image"].shape[-1] == batch["image"].shape[-2]
+        ):
+            batch = self.augment_batch(batch)
         out = self(batch)
         loss = self.compute_loss(out, self.target(batch))
         self.log(

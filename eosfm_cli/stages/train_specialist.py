@@ -201,6 +201,7 @@ def train_specialist(
             decoder_channels=ctx.profile.model.decoder_channels,
             hidden_dim=ctx.profile.model.hidden_dim if ctx.profile.model.head == "mlp" else 0,
             dataset=cfg.name,
+            augment=ctx.profile.model.augment,
         )
         if not resume and not overwrite:
             for stale in ("last.ckpt", "best.ckpt"):
