@@ -86,6 +86,8 @@ class ModelConfig(_Strict):
         head: downstream head kind for fit-head.
         hidden_dim: width of the MLP head.
         augment: random flips / 90-degree rotations while training.
+        drop_path_rate: stochastic depth of the backbone (regularises small datasets).
+        label_smoothing: label smoothing of the cross-entropy losses.
     """
 
     backbone: str = "convnextv2_atto"
@@ -94,6 +96,8 @@ class ModelConfig(_Strict):
     head: Literal["linear", "mlp", "upernet", "siamese", "regression"] = "linear"
     hidden_dim: int = Field(256, gt=0)
     augment: bool = True
+    drop_path_rate: float = Field(0.0, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
 
 
 class EnsembleConfig(_Strict):

@@ -83,6 +83,8 @@ class EOTask(pl.LightningModule):
         dataset: experiment name, recorded in the hyper-parameters.
         augment: random flips and 90-degree rotations of training batches (the same transform
             for the image, its second date and its mask).
+        drop_path_rate: stochastic depth of the backbone.
+        label_smoothing: label smoothing of cross-entropy.
     """
 
     monitor: ClassVar[str] = "val/loss"
@@ -107,6 +109,8 @@ class EOTask(pl.LightningModule):
         freeze_encoder: bool = False,
         dataset: str | None = None,
         augment: bool = True,
+        drop_path_rate: float = 0.0,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -125,7 +129,12 @@ class EOTask(pl.LightningModule):
         """Build the normaliser, the encoder and the head."""
         hp = self.hparams
         self.normalizer = InputNorm(hp["mean"], hp["std"])
-        self.encoder = create_encoder(hp["backbone"], self.in_chans, hp["pretrained"])
+        self.encoder = create_encoder(
+            hp["backbone"],
+            self.in_chans,
+            hp["pretrained"],
+            drop_path_rate=hp.get("drop_path_rate", 0.0),
+        )
         self.head = self.build_head(feature_channels(self.encoder))
 
     def build_head(self, channels: list[int]) -> nn.Module:
@@ -134,7 +143,9 @@ class EOTask(pl.LightningModule):
 
     def configure_losses(self) -> None:
         """Set ``self.criterion``."""
-        self.criterion: nn.Module = nn.CrossEntropyLoss()
+        self.criterion: nn.Module = nn.CrossEntropyLoss(
+            label_smoothing=self.hparams.get("label_smoothing", 0.0)
+        )
 
     def configure_metrics(self) -> None:
         """Set one metric collection per split."""

@@ -36,9 +36,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eosfm_cli.errors import WorkspaceError
+
+if TYPE_CHECKING:
+    from eosfm_cli.profiles import EmissionsConfig
 
 SUBDIRS = (
     "specialists",
@@ -372,6 +375,8 @@ class Workspace:
         stage: str,
         profile: dict[str, Any] | None = None,
         wait: bool = False,
+        *,
+        emissions: EmissionsConfig | None = None,
     ) -> Iterator[StageRun]:
         """Hold the lock and record one stage run in the manifest.
 
@@ -379,10 +384,14 @@ class Workspace:
         the next stage run marks such entries ``interrupted``. On success the entry becomes
         ``ok`` with its inputs, outputs and extra fields; on an exception, ``failed``.
 
+        With ``emissions``, the body runs inside :func:`eosfm_cli.emissions.track_emissions`
+        and the entry gets an ``emissions`` field (also when the body fails).
+
         Args:
             stage: the stage name.
             profile: the resolved profile, recorded in the entry.
             wait: wait for a busy workspace instead of refusing.
+            emissions: the profile's ``emissions`` section; ``None`` tracks nothing.
 
         Yields:
             The run record to fill in.
@@ -413,7 +422,8 @@ class Workspace:
 
             self._update_manifest(_start)
             try:
-                yield run
+                with self._track(run, emissions):
+                    yield run
             except BaseException as exc:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 self._finish(
@@ -427,6 +437,24 @@ class Workspace:
         finally:
             lock.release()
             self._clean_tmp()
+
+    @contextlib.contextmanager
+    def _track(self, run: StageRun, emissions: EmissionsConfig | None) -> Iterator[None]:
+        """Track the body's energy when asked; the record lands in ``run.extra``."""
+        if emissions is None:
+            yield
+            return
+        # Imported here: codecarbon stays out of the import of this module.
+        from eosfm_cli.emissions import track_emissions
+
+        record = None
+        try:
+            with track_emissions(self, run.stage, run.run_id, emissions) as record:
+                yield
+        finally:
+            # Filled when the tracker stops, so also when the body failed.
+            if record is not None:
+                run.extra["emissions"] = record.to_dict()
 
     def _finish(
         self, entry: dict[str, Any], run: StageRun, status: str, error: str | None = None

@@ -184,6 +184,14 @@ def test_bgr_input_maps_red_to_red_and_blue_to_blue(
     assert get_band(inputs[blue.input_index]).center_nm < 500  # type: ignore[operator]
 
 
+def test_red_never_borrows_blue_at_the_default_tolerance() -> None:
+    plan = BandPlan.build(AERIAL_SPEC, ["B02"], min_coverage=0.0)
+    red, green, blue = plan.channels
+    assert red.kind == "fill"
+    assert green.kind == blue.kind == "substitute"  # 57.6 and 32.4 nm away
+    assert blue.input_band == "B02"
+
+
 def test_aliases_and_band_sets_are_canonicalised() -> None:
     plan = BandPlan.build(RGB_SPEC, ["s2_blue", "b3", "B4"])
     assert plan.input_bands == ["B02", "B03", "B04"]
@@ -235,6 +243,7 @@ def test_plan_ensemble_ablates_and_checks_names() -> None:
 
 
 PROPERTY_SPECS = [S2_SPEC, RGB_SPEC, IRRG_SPEC, S1_SPEC, AERIAL_SPEC, MIXED_SPEC, DEM_SPEC]
+RED_BLUE_MIN_GAP = 640.0 - 492.4
 CANDIDATE_INPUTS = [*S2_ALL, "VV", "VH", "R", "G", "B", "NIR", "DEM"]
 
 
@@ -288,7 +297,10 @@ def test_every_channel_is_same_band_allowed_substitute_or_recorded_fill(
             assert plan.status == "skipped"
         else:
             assert plan.status == "active"
-        # Red never reads blue and blue never reads red, whatever the order.
+        # Red never reads blue and blue never reads red, whatever the order, unless the
+        # tolerance is wider than the catalog's smallest red-blue gap (R 640 / B02 492.4 nm).
+        if tolerance >= RED_BLUE_MIN_GAP:
+            continue
         for source in plan.channels:
             if source.input_band is not None and source.band in ("B04", "R"):
                 assert source.input_band not in ("B02", "B", "B01")

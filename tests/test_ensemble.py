@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,15 @@ def raw_input(bands: list[str], specs: list[SpecialistSpec], size: tuple[int, in
     return x
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest, and steadiest on a shared machine, on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trio() -> tuple[list[SpecialistSpec], list[dict[str, torch.Tensor]]]:
     specs = [
@@ -109,15 +119,13 @@ def test_safetensors_round_trip_matches_specialists_run_by_hand(tmp_path: Path, 
     x = raw_input(INPUT_BANDS, specs)
     per_specialist = encoder.specialist_features(x)
     fused = encoder(x)
-    for j, (spec, state) in enumerate(zip(specs, states, strict=True)):
-        want = by_hand(spec, state, x, INPUT_BANDS)
-        for got, ref in zip(per_specialist[j], want, strict=True):
+    wants = [by_hand(s, w, x, INPUT_BANDS) for s, w in zip(specs, states, strict=True)]
+    for got_pyramid, want_pyramid in zip(per_specialist, wants, strict=True):
+        for got, ref in zip(got_pyramid, want_pyramid, strict=True):
             assert got.shape == ref.shape
             assert (got - ref).abs().max().item() <= 1e-5
     for level, out in enumerate(fused):
-        ref = torch.cat(
-            [by_hand(s, w, x, INPUT_BANDS)[level] for s, w in zip(specs, states, strict=False)], 1
-        )
+        ref = torch.cat([want[level] for want in wants], dim=1)
         assert (out - ref).abs().max().item() <= 1e-5
 
 
@@ -324,6 +332,18 @@ def test_mixed_backbones_need_matching_reductions() -> None:
     resnet_all = make_spec("r18_all", ["B08", "B04", "B03"], backbone="resnet18")
     with pytest.raises(ArtifactError, match="reductions"):
         EosFM([convnext, resnet_all], [states[0], make_weights(resnet_all, 2)], bands)
+
+
+def test_constructor_checks_its_arguments(trio: Trio) -> None:
+    specs, states = trio
+    with pytest.raises(ArtifactError, match="repeat"):
+        EosFM([specs[0], specs[0]], [states[0], states[0]], S2_ALL)
+    with pytest.raises(ArtifactError, match="state dicts"):
+        EosFM(specs, states[:1], S2_ALL)
+    with pytest.raises(ValueError, match="fusion"):
+        EosFM(specs[:1], states[:1], S2_ALL, fusion="mlp")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="normalization_type"):
+        EosFM(specs[:1], states[:1], S2_ALL, normalization_type="instance")  # type: ignore[arg-type]
 
 
 def test_weights_that_do_not_match_the_backbone_are_refused(trio: Trio) -> None:

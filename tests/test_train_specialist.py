@@ -179,3 +179,32 @@ def test_sigint_stops_cleanly_and_keeps_last(tmp_path: Path) -> None:
     torch.load(folder / "last.ckpt", weights_only=True)
     runs = json.loads((ws / "manifest.json").read_text())["runs"]
     assert runs[-1]["status"] == "interrupted"
+
+
+FIXTURES = REPO / "tests" / "data"
+
+
+@pytest.mark.parametrize(
+    ("dataset", "root", "task"),
+    [
+        ("eurosat_rgb", FIXTURES / "eurosat", "classification"),
+        ("eurosat_s2", FIXTURES / "eurosat", "classification"),
+        ("ben_rgb", FIXTURES / "bigearthnet" / "v1", "multilabel"),
+        ("ben_s1", FIXTURES / "bigearthnet" / "v1", "multilabel"),
+        ("ben_all", FIXTURES / "bigearthnet" / "v2", "multilabel"),
+        ("sen12ms_rgb", FIXTURES / "sen12ms", "segmentation"),
+        ("sen12ms_s1", FIXTURES / "sen12ms", "segmentation"),
+        ("sen12ms_s2", FIXTURES / "sen12ms", "segmentation"),
+        ("sen12ms_all", FIXTURES / "sen12ms", "segmentation"),
+    ],
+)
+def test_one_epoch_on_release_layout_fixture(tmp_path: Path, dataset: str, root: Path,
+                                             task: str) -> None:
+    if dataset == "ben_all":
+        pytest.importorskip("pyarrow", reason="BigEarthNet v2 metadata is parquet")
+    _, res = run_training(tmp_path, dataset, root)
+    assert res is not None and res.epochs == 1
+    spec = check_specialist(tmp_path / "ws" / "specialists" / dataset, task)
+    from eosfm_cli.data.registry import EXPERIMENTS
+
+    assert tuple(spec["bands"]) == EXPERIMENTS[dataset].bands

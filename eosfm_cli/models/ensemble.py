@@ -173,6 +173,13 @@ class EosFM(nn.Module):
             raise ArtifactError(f"{len(specs)} specialists but {len(state_dicts)} state dicts")
         if not specs:
             raise ArtifactError("an ensemble needs at least one specialist")
+        names = [s.name for s in specs]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ArtifactError(
+                f"specialist names repeat: {', '.join(repeated)}",
+                hint="give every specialist a unique name",
+            )
 
         self.input_bands: list[str] = expand_bands(input_bands)
         self.specs: list[SpecialistSpec] = list(specs)

@@ -355,18 +355,23 @@ def detect_format(path: str | os.PathLike[str]) -> FileFormat:
     size = _check_readable(path)
     with path.open("rb") as fh:
         head = fh.read(9)
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
-        return "reference"  # torch.save zip archive, or a legacy / plain pickle
-    if len(head) == 9 and head[8:9] == b"{":
-        n = struct.unpack("<Q", head[:8])[0]
-        if n > size - 8:
-            raise ArtifactError(
-                f"truncated safetensors file: the header alone needs {n} bytes, the file has "
-                f"{size - 8} after the length prefix",
-                str(path),
-                hint="copy or export the ensemble again",
-            )
+    if head[:4] == b"PK\x03\x04":
+        return "reference"  # torch.save's zip archive
+    # safetensors: a little-endian u64 header length, then the JSON header. Checked before the
+    # pickle opcode because a header length of 128 mod 256 also starts with byte 0x80.
+    looks_safetensors = len(head) == 9 and head[8:9] == b"{"
+    n = struct.unpack("<Q", head[:8])[0] if looks_safetensors else 0
+    if looks_safetensors and n <= size - 8:
         return "native"
+    if head[:1] == b"\x80":
+        return "reference"  # a legacy torch.save file or a plain pickle
+    if looks_safetensors:
+        raise ArtifactError(
+            f"truncated safetensors file: the header alone needs {n} bytes, the file has "
+            f"{size - 8} after the length prefix",
+            str(path),
+            hint="copy or export the ensemble again",
+        )
     raise ArtifactError(
         "not an ensemble file: neither safetensors nor a torch.save archive",
         str(path),

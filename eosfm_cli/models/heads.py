@@ -21,7 +21,11 @@ from torch import Tensor, nn
 
 
 def create_encoder(
-    backbone: str, in_chans: int, pretrained: bool = False, out_indices: Sequence[int] | None = None
+    backbone: str,
+    in_chans: int,
+    pretrained: bool = False,
+    out_indices: Sequence[int] | None = None,
+    drop_path_rate: float = 0.0,
 ) -> nn.Module:
     """Create a timm feature-pyramid encoder.
 
@@ -30,6 +34,7 @@ def create_encoder(
         in_chans: number of input channels.
         pretrained: load timm's pretrained weights (needs network access).
         out_indices: feature levels to return (timm's default when ``None``).
+        drop_path_rate: stochastic depth (only passed when non-zero).
 
     Returns:
         The encoder; ``encoder.feature_info`` gives channels and reductions.
@@ -43,6 +48,8 @@ def create_encoder(
     }
     if out_indices is not None:
         kwargs["out_indices"] = tuple(out_indices)
+    if drop_path_rate:
+        kwargs["drop_path_rate"] = drop_path_rate
     return timm.create_model(backbone, **kwargs)
 
 

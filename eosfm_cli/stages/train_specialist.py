@@ -202,6 +202,8 @@ def train_specialist(
             hidden_dim=ctx.profile.model.hidden_dim if ctx.profile.model.head == "mlp" else 0,
             dataset=cfg.name,
             augment=ctx.profile.model.augment,
+            drop_path_rate=ctx.profile.model.drop_path_rate,
+            label_smoothing=ctx.profile.model.label_smoothing,
         )
         if not resume and not overwrite:
             for stale in ("last.ckpt", "best.ckpt"):
