@@ -50,9 +50,16 @@ def _epoch_times(model: Any, data: Any, epochs: int, precision: str) -> list[flo
 
     loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True)
     trainer = pl.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, precision=precision,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[Timer()], limit_val_batches=0,
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Timer()],
+        limit_val_batches=0,
     )
     trainer.fit(model, loader)
     return times
@@ -72,14 +79,30 @@ def throughput() -> dict[str, dict[str, Any]]:
     ref_t = _epoch_times(ref, data, 3, "32-true")
     ref_sps = n / min(ref_t[1:])
 
-    ours = Ours(task="classification", backbone="convnextv2_atto", bands=["B01"] * 13,
-                mean=[1500.0] * 13, std=[900.0] * 13, classes=[str(i) for i in range(10)],
-                lr=1e-3, max_epochs=3, augment=False)
+    ours = Ours(
+        task="classification",
+        backbone="convnextv2_atto",
+        bands=["B01"] * 13,
+        mean=[1500.0] * 13,
+        std=[900.0] * 13,
+        classes=[str(i) for i in range(10)],
+        lr=1e-3,
+        max_epochs=3,
+        augment=False,
+    )
     eager_t = _epoch_times(ours, data, 2, "32-true")
     eager_sps = n / min(eager_t[1:])
-    fast = Ours(task="classification", backbone="convnextv2_atto", bands=["B01"] * 13,
-                mean=[1500.0] * 13, std=[900.0] * 13, classes=[str(i) for i in range(10)],
-                lr=1e-3, max_epochs=3, augment=False)
+    fast = Ours(
+        task="classification",
+        backbone="convnextv2_atto",
+        bands=["B01"] * 13,
+        mean=[1500.0] * 13,
+        std=[900.0] * 13,
+        classes=[str(i) for i in range(10)],
+        lr=1e-3,
+        max_epochs=3,
+        augment=False,
+    )
     compiled = torch.compile(fast)
     fast_t = _epoch_times(compiled, data, 3, "bf16-mixed")
     fast_sps = n / min(fast_t[1:])
@@ -87,7 +110,9 @@ def throughput() -> dict[str, dict[str, Any]]:
     ratio = fast_sps / ref_sps
     return {
         "train_throughput_vs_torchgeo": {
-            "value": round(ratio, 3), "unit": "x", "target": ">= 1.2",
+            "value": round(ratio, 3),
+            "unit": "x",
+            "target": ">= 1.2",
             "baseline": f"torchgeo ClassificationTask fp32 eager ({ref_sps:.1f} samples/s)",
             "met": ratio >= 1.2,
             "note": f"ours compiled+bf16 {fast_sps:.1f} samples/s; ours eager fp32 "
@@ -95,7 +120,9 @@ def throughput() -> dict[str, dict[str, Any]]:
             f"13x64x64, batch 64, {n} samples/epoch, best epoch after the first",
         },
         "train_compile_seconds": {
-            "value": round(compile_s, 1), "unit": "s", "target": "reported",
+            "value": round(compile_s, 1),
+            "unit": "s",
+            "target": "reported",
             "baseline": "first epoch minus a warm epoch",
             "note": "one-off torch.compile cost of the specialist training graph",
         },
@@ -110,10 +137,18 @@ def eurosat_accuracy() -> dict[str, dict[str, Any]]:
     from eosfm_cli.stages.train_specialist import train_specialist
 
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = resolve(REPO / "profiles" / "default.yaml", [
-            "trainer.max_epochs=60", "trainer.lr=0.001", "trainer.batch_size=16",
-            "emissions.enabled=false",
-        ], dataset="eurosat_s2", root=EUROSAT100, workspace=Path(tmp) / "ws")
+        ctx = resolve(
+            REPO / "profiles" / "default.yaml",
+            [
+                "trainer.max_epochs=60",
+                "trainer.lr=0.001",
+                "trainer.batch_size=16",
+                "emissions.enabled=false",
+            ],
+            dataset="eurosat_s2",
+            root=EUROSAT100,
+            workspace=Path(tmp) / "ws",
+        )
         t0 = time.perf_counter()
         res = train_specialist(ctx)
         seconds = time.perf_counter() - t0
@@ -123,8 +158,11 @@ def eurosat_accuracy() -> dict[str, dict[str, Any]]:
         meta = json.loads((res.folder / "specialist.json").read_text())
     return {
         "eurosat100_s2_specialist_accuracy": {
-            "value": round(acc, 3), "unit": "accuracy", "target": ">= 0.5",
-            "baseline": "chance 0.10 (20 real test patches)", "met": acc >= 0.5,
+            "value": round(acc, 3),
+            "unit": "accuracy",
+            "target": ">= 0.5",
+            "baseline": "chance 0.10 (20 real test patches)",
+            "met": acc >= 0.5,
             "note": f"convnextv2_atto from scratch, 60 train patches, {meta['epochs']} epochs, "
             f"{seconds:.0f} s on CPU; val accuracy {val:.3f}",
         }

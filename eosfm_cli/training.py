@@ -16,32 +16,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from eosfm_cli.errors import ArtifactError, DataError
+from eosfm_cli.errors import DataError
+from eosfm_cli.models.checkpoints import load_checkpoint_file
 from eosfm_cli.workspace import atomic_write_json
-
-
-def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
-    """Load a Lightning checkpoint safely (``weights_only=True``).
-
-    Raises:
-        ArtifactError: when the file is missing, truncated, or holds anything but plain data
-            (a pickle that would run code is refused, never executed).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError("checkpoint not found", where=str(path))
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for bad files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ArtifactError(
-            f"cannot load checkpoint safely ({first[:160]})",
-            where=str(path),
-            hint="the file is truncated, not a checkpoint, or contains code; re-create it",
-        ) from None
-    if not isinstance(ckpt, dict):
-        raise ArtifactError("not a Lightning checkpoint (no dict)", where=str(path))
-    return ckpt
 
 
 def atomic_checkpoint_io() -> Any:

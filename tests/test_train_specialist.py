@@ -31,10 +31,12 @@ EXPECTED_METRICS = {
 }
 
 
-def run_training(tmp_path: Path, dataset: str, root: Path, sets: list[str] | None = None,
-                 **kw: object):
-    ctx = resolve(DEFAULT, [*FAST, *(sets or [])], dataset=dataset, root=root,
-                  workspace=tmp_path / "ws")
+def run_training(
+    tmp_path: Path, dataset: str, root: Path, sets: list[str] | None = None, **kw: object
+):
+    ctx = resolve(
+        DEFAULT, [*FAST, *(sets or [])], dataset=dataset, root=root, workspace=tmp_path / "ws"
+    )
     return ctx, train_specialist(ctx, **kw)  # type: ignore[arg-type]
 
 
@@ -43,8 +45,19 @@ def check_specialist(folder: Path, task: str) -> dict:
         assert (folder / name).is_file(), name
     assert (folder / "logs" / "metrics.csv").is_file()
     spec = json.loads((folder / "specialist.json").read_text())
-    for key in ("name", "backbone", "in_chans", "bands", "mean", "std", "dataset", "task",
-                "classes", "metrics", "versions"):
+    for key in (
+        "name",
+        "backbone",
+        "in_chans",
+        "bands",
+        "mean",
+        "std",
+        "dataset",
+        "task",
+        "classes",
+        "metrics",
+        "versions",
+    ):
         assert key in spec, key
     assert spec["in_chans"] == len(spec["bands"]) == len(spec["mean"]) == len(spec["std"])
     assert all(s > 0 for s in spec["std"])
@@ -85,10 +98,11 @@ def test_checkpoint_encoder_loads_into_plain_timm_strict(tmp_path: Path) -> None
     folder = tmp_path / "ws" / "specialists" / "rgb_a"
     ckpt = load_checkpoint_file(folder / "best.ckpt")
     prefix = "encoder."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     spec = json.loads((folder / "specialist.json").read_text())
-    model = timm.create_model(spec["backbone"], features_only=True, in_chans=spec["in_chans"],
-                              pretrained=False)
+    model = timm.create_model(
+        spec["backbone"], features_only=True, in_chans=spec["in_chans"], pretrained=False
+    )
     model.load_state_dict(state, strict=True)
     assert spec["bands"] == ["R", "G", "B"]
     hp = ckpt["hyper_parameters"]
@@ -102,8 +116,9 @@ def test_statistics_are_computed_once_and_cached(tmp_path: Path) -> None:
     stats = json.loads(cached[0].read_text())
     assert stats["bands"] == ["VV", "VH"]
     assert -40 < stats["mean"][0] < 10  # dB
-    spec = json.loads((tmp_path / "ws" / "specialists" / "synthetic_s1" /
-                       "specialist.json").read_text())
+    spec = json.loads(
+        (tmp_path / "ws" / "specialists" / "synthetic_s1" / "specialist.json").read_text()
+    )
     assert spec["mean"] == stats["mean"]
 
 
@@ -126,17 +141,36 @@ def test_resume_without_checkpoint_is_refused(tmp_path: Path) -> None:
 
 
 def _cli(ws: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "eosfm_cli", "train-specialist", "--dataset", "synthetic_rgb",
-            "--root", str(SYNTHETIC), "-w", str(ws), "-p", str(DEFAULT), "--quiet",
-            "--set", "trainer.max_epochs=4", "--set", "trainer.batch_size=2",
-            "--set", "emissions.enabled=false", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "eosfm_cli",
+        "train-specialist",
+        "--dataset",
+        "synthetic_rgb",
+        "--root",
+        str(SYNTHETIC),
+        "-w",
+        str(ws),
+        "-p",
+        str(DEFAULT),
+        "--quiet",
+        "--set",
+        "trainer.max_epochs=4",
+        "--set",
+        "trainer.batch_size=2",
+        "--set",
+        "emissions.enabled=false",
+        *extra,
+    ]
 
 
 def test_kill9_then_resume_reaches_the_same_epoch_count(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     folder = ws / "specialists" / "synthetic_rgb"
-    proc = subprocess.Popen(_cli(ws), cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cli(ws), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while not (folder / "last.ckpt").is_file():
         assert proc.poll() is None, "training ended before it could be killed"
@@ -165,8 +199,13 @@ def test_kill9_then_resume_reaches_the_same_epoch_count(tmp_path: Path) -> None:
 def test_sigint_stops_cleanly_and_keeps_last(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     folder = ws / "specialists" / "synthetic_rgb"
-    proc = subprocess.Popen(_cli(ws, "--set", "trainer.max_epochs=50"), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli(ws, "--set", "trainer.max_epochs=50"),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (folder / "last.ckpt").is_file():
         assert proc.poll() is None and time.monotonic() < deadline
@@ -198,8 +237,9 @@ FIXTURES = REPO / "tests" / "data"
         ("sen12ms_all", FIXTURES / "sen12ms", "segmentation"),
     ],
 )
-def test_one_epoch_on_release_layout_fixture(tmp_path: Path, dataset: str, root: Path,
-                                             task: str) -> None:
+def test_one_epoch_on_release_layout_fixture(
+    tmp_path: Path, dataset: str, root: Path, task: str
+) -> None:
     if dataset == "ben_all":
         pytest.importorskip("pyarrow", reason="BigEarthNet v2 metadata is parquet")
     _, res = run_training(tmp_path, dataset, root)

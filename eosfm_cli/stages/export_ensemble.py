@@ -1,10 +1,174 @@
-"""Stage `eosfm export-ensemble` (arrives with issue 4)."""
+"""Stage `eosfm export-ensemble`: join specialists into one ensemble file, or inspect one.
+
+Sources, in order of precedence:
+
+- ``--encoders-folder DIR``: Lightning runs found recursively, as the reference
+  ``utils.py export`` does (newest ``version_N`` per run, its best checkpoint, else the last);
+- otherwise every finished specialist of the workspace (``specialists/*/specialist.json``),
+  restricted by ``--only a,b``.
+
+Formats: ``safetensors`` (native: weights + per-specialist JSON metadata) or ``pth`` (the
+reference list of ``(in_chans, state_dict, config)``; lossy: no statistics).
+``--inspect FILE`` prints the specialists of an existing file and, with ``--input-bands``, the
+band plan of each specialist for that input.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from eosfm_cli.stages.common import StageContext, not_built, print_dry_run
+from rich.table import Table
+
+from eosfm_cli.console import console, info, warn
+from eosfm_cli.errors import ArtifactError, BandError, WorkspaceError
+from eosfm_cli.stages.common import StageContext, print_dry_run
+
+FORMATS = ("safetensors", "pth")
+
+
+def parse_bands_option(values: list[str], names: list[str] | None = None) -> Any:
+    """Parse repeatable ``--bands``: ``NAME=B1,B2`` pairs, or plain lists in specialist order.
+
+    Returns:
+        A dict name → band list, or a list of band lists (positional), or ``None``.
+    """
+    if not values:
+        return None
+    from eosfm_cli.bands import expand_bands
+
+    if all("=" in v for v in values):
+        return {k.strip(): expand_bands(v) for k, v in (x.split("=", 1) for x in values)}
+    if any("=" in v for v in values):
+        raise BandError(
+            "mix of NAME=BANDS and plain --bands values",
+            where="--bands",
+            hint="use NAME=B04,B03,B02 for every specialist, or plain lists in order",
+        )
+    return [expand_bands(v) for v in values]
+
+
+def _param_count(state: dict[str, Any]) -> int:
+    return int(sum(int(v.numel()) for v in state.values()))
+
+
+def specialist_table(entries: list[tuple[Any, dict[str, Any]]], title: str) -> Table:
+    """A rich table of specialists: name, backbone, bands, parameters, metrics."""
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "name", "backbone", "bands", "params", "dataset / task", "metrics"):
+        table.add_column(col, overflow="fold")
+    for i, (spec, state) in enumerate(entries):
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in spec.metrics.items() if isinstance(v, float))
+        table.add_row(
+            str(i),
+            spec.name,
+            spec.backbone,
+            ",".join(spec.bands),
+            f"{_param_count(state) / 1e6:.2f} M" if state else "-",
+            f"{spec.dataset or '-'} / {spec.task or '-'}",
+            metrics or "-",
+        )
+    return table
+
+
+def _workspace_entries(ctx: StageContext, only: str | None) -> tuple[list[Any], dict[str, str]]:
+    import json
+
+    from eosfm_cli.models.checkpoints import encoder_weights, load_checkpoint_file
+    from eosfm_cli.models.spec import SpecialistSpec
+    from eosfm_cli.workspace import sha256_file
+
+    names = ctx.workspace.list_specialists()
+    if only:
+        wanted = [n.strip() for n in only.split(",") if n.strip()]
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            raise WorkspaceError(
+                f"no finished specialist named {', '.join(missing)}",
+                where=str(ctx.workspace.root / "specialists"),
+                hint=f"available: {', '.join(names) or 'none'}",
+            )
+        names = wanted
+    if not names:
+        raise WorkspaceError(
+            "no specialists to export",
+            where=str(ctx.workspace.root / "specialists"),
+            hint="train some with `eosfm train-specialist --dataset NAME`, "
+            "or pass --encoders-folder DIR",
+        )
+    entries, inputs = [], {}
+    for name in names:
+        folder = ctx.workspace.specialist_dir(name)
+        meta = json.loads((folder / "specialist.json").read_text())
+        spec = SpecialistSpec.from_dict(meta, where=str(folder / "specialist.json"))
+        ckpt_path = folder / "best.ckpt"
+        if not ckpt_path.is_file():
+            ckpt_path = folder / "last.ckpt"
+        ckpt = load_checkpoint_file(ckpt_path)
+        weights = encoder_weights(ckpt.get("state_dict", {}), str(ckpt_path))
+        entries.append((spec, weights))
+        inputs[ctx.workspace.relative(ckpt_path)] = sha256_file(ckpt_path)
+    return entries, inputs
+
+
+def _folder_entries(folder: Path, bands: Any) -> tuple[list[Any], dict[str, str]]:
+    from eosfm_cli.models.checkpoints import (
+        checkpoint_run_name,
+        find_run_checkpoints,
+        specialist_from_checkpoint,
+    )
+    from eosfm_cli.workspace import sha256_file
+
+    paths = find_run_checkpoints(folder)
+    names = [checkpoint_run_name(p) for p in paths]
+    counts = {n: names.count(n) for n in names}
+    seen: dict[str, int] = {}
+    entries, inputs = [], {}
+    for i, path in enumerate(paths):
+        name = names[i]
+        if counts[name] > 1:
+            seen[name] = seen.get(name, 0) + 1
+            name = f"{name}_{seen[name]}"
+        given = bands.get(names[i]) if isinstance(bands, dict) else None
+        if isinstance(bands, list) and i < len(bands):
+            given = bands[i]
+        spec, weights = specialist_from_checkpoint(path, name=name, bands=given)
+        for note in spec.assumed:
+            warn(f"{spec.name}: {note}")
+        entries.append((spec, weights))
+        inputs[str(path)] = sha256_file(path)
+    return entries, inputs
+
+
+def inspect_ensemble(
+    path: Path, input_bands: str | None, bands: list[str], ctx: StageContext | None = None
+) -> list[Any]:
+    """Print the specialists of an ensemble file and, optionally, their band plans."""
+    from eosfm_cli.models.ensemble_file import load_any
+
+    parsed = parse_bands_option(bands)
+    entries, assumptions = load_any(path, bands=parsed if isinstance(parsed, list) else None)
+    for line in assumptions:
+        warn(line)
+    console.print(specialist_table(entries, f"ensemble {path}"))
+    if input_bands:
+        from eosfm_cli.bands import expand_bands
+        from eosfm_cli.models.adaptation import plan_ensemble
+
+        ens = ctx.profile.ensemble if ctx is not None else None
+        kwargs: dict[str, Any] = {}
+        if ens is not None:
+            kwargs = {
+                "tolerance_nm": ens.substitute_tolerance_nm,
+                "min_coverage": ens.min_coverage,
+                "force": ens.force,
+                "ablate": ens.ablate,
+            }
+        plans = plan_ensemble([e[0] for e in entries], expand_bands(input_bands), **kwargs)
+        for plan in plans:
+            console.print(plan.explain(), markup=False)
+            console.print()
+    return entries
 
 
 def export_ensemble(
@@ -16,25 +180,61 @@ def export_ensemble(
     inspect: Path | None = None,
     input_bands: str | None = None,
     bands: list[str] | None = None,
-) -> None:
+) -> Path | None:
     """Run the `export-ensemble` stage.
 
     Args:
         ctx: the resolved profile and workspace.
-        only: command-line option `--only`.
-        encoders_folder: command-line option `--encoders-folder`.
-        fmt: command-line option `--fmt`.
-        output: command-line option `--output`.
-        inspect: command-line option `--inspect`.
-        input_bands: command-line option `--input-bands`.
-        bands: command-line option `--bands`.
+        only: comma-separated specialist names to include.
+        encoders_folder: collect Lightning checkpoints from this folder instead.
+        fmt: ``safetensors`` or ``pth``.
+        output: output file (default ``ensembles/<ensemble.name>.<fmt>``).
+        inspect: print an existing file instead of exporting.
+        input_bands: with ``inspect``, show the band plans for these input bands.
+        bands: band names for checkpoints that lack them (``NAME=B1,B2`` or positional).
+
+    Returns:
+        The written file, or ``None`` for inspection and dry runs.
     """
-    if ctx.dry_run:
-        print_dry_run(
-            ctx,
-            "export-ensemble",
-            ["specialists/*/best.ckpt", "specialists/*/specialist.json"],
-            [f"ensembles/{ctx.profile.ensemble.name}.{fmt}"],
+    if inspect is not None:
+        inspect_ensemble(inspect, input_bands, bands or [], ctx)
+        return None
+    if fmt not in FORMATS:
+        raise ArtifactError(
+            f"unknown format {fmt!r}", where="--format", hint=f"choose {' or '.join(FORMATS)}"
         )
-        return
-    not_built("export-ensemble", 4)
+    target = Path(output) if output else ctx.workspace.ensemble_path(ctx.profile.ensemble.name, fmt)
+    if ctx.dry_run:
+        src = str(encoders_folder) if encoders_folder else "specialists/*/best.ckpt"
+        print_dry_run(ctx, "export-ensemble", [src], [str(target), "manifest.json"])
+        return None
+    from eosfm_cli.models.ensemble_file import save_ensemble, save_reference
+
+    parsed = parse_bands_option(bands or [])
+    with ctx.workspace.stage_run(
+        "export-ensemble", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
+    ) as run:
+        if encoders_folder is not None:
+            entries, inputs = _folder_entries(encoders_folder, parsed)
+            if only:
+                keep = {n.strip() for n in only.split(",")}
+                entries = [e for e in entries if e[0].name in keep]
+        else:
+            entries, inputs = _workspace_entries(ctx, only)
+        specs = [e[0] for e in entries]
+        states = [e[1] for e in entries]
+        if fmt == "pth":
+            for note in save_reference(target, specs, states):
+                warn(note)
+        else:
+            save_ensemble(target, specs, states)
+        run.inputs = inputs
+        run.outputs = [ctx.workspace.relative(target)]
+        run.extra["specialists"] = [s.name for s in specs]
+    console.print(specialist_table(entries, f"ensemble {ctx.workspace.relative(target)}"))
+    size = target.stat().st_size / 1e6
+    info(
+        f"[green]wrote[/green] {ctx.workspace.relative(target)} ({len(entries)} specialists, "
+        f"{size:.1f} MB)"
+    )
+    return target

@@ -179,7 +179,9 @@ def train_specialist(
     from eosfm_cli.tasks import task_class
 
     task_cls = task_class(cfg.task)
-    with ctx.workspace.stage_run("train-specialist", ctx.profile.to_dict(), wait=ctx.wait) as run:
+    with ctx.workspace.stage_run(
+        "train-specialist", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
+    ) as run:
         mean, std, stats_source = _statistics(ctx, spec, datasets["train"], root)
         torch.manual_seed(ctx.profile.seed)
         import lightning.pytorch as pl
