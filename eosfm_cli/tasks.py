@@ -485,3 +485,115 @@ def task_class(kind: str) -> type[EOTask]:
             hint=f"choose one of {', '.join(TASKS)}",
         )
     return TASKS[kind]
+
+
+class GeneralistMixin:
+    """Turns a task class into a downstream-head task over the EosFM ensemble.
+
+    The batch holds either raw ``image`` (and ``image2``) tensors, run through the ensemble, or
+    cached per-specialist ``features`` (and ``features2``) from the feature cache; both give the
+    same logits. Only the head, the gates, and the ensemble's feature normalisers and fusion
+    layers train, unless the head was built with ``freeze=False``.
+    """
+
+    hparams: Any
+    model: Any
+
+    def __init__(
+        self,
+        generalist: nn.Module,
+        task: str,
+        classes: Sequence[str],
+        loss: str,
+        ignore_index: int | None,
+        lr: float,
+        weight_decay: float,
+        max_epochs: int,
+        sparsity: float = 0.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        pl.LightningModule.__init__(self)  # type: ignore[arg-type]
+        self.save_hyperparameters(  # type: ignore[attr-defined]
+            {
+                "task": task,
+                "classes": list(classes),
+                "loss": loss,
+                "ignore_index": ignore_index,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "max_epochs": max_epochs,
+                "sparsity": sparsity,
+                "label_smoothing": label_smoothing,
+            }
+        )
+        self.model = generalist
+        self.num_classes = len(classes)
+        self.epoch_metrics: dict[str, dict[str, Any]] = {}
+        self.gate_history: list[list[float]] = []
+        self.configure_losses()  # type: ignore[attr-defined]
+        self.configure_metrics()  # type: ignore[attr-defined]
+
+    def forward(self, batch: dict[str, Any]) -> Tensor:
+        """Logits from cached features or raw images."""
+        if "features" in batch:
+            feats = batch["features"]
+            size = tuple(int(s) for s in self.hparams.get("size", (0, 0)))
+            if not any(size):
+                size = _size_from(batch)
+            return self.model.head_forward(feats, size, batch.get("features2"))  # type: ignore[no-any-return]
+        return self.model(batch["image"], batch.get("image2"))  # type: ignore[no-any-return]
+
+    def target(self, batch: dict[str, Tensor]) -> Tensor:
+        """Cached batches carry ``target``; raw ones ``label`` or ``mask``."""
+        for key in ("target", "mask", "label"):
+            if key in batch:
+                return batch[key]
+        raise KeyError("batch has no target")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Task loss plus the gates' sparsity penalty."""
+        out = self(batch)
+        loss = self.compute_loss(out, self.target(batch))  # type: ignore[attr-defined]
+        gates = getattr(self.model, "gates", None)
+        if gates is not None and self.hparams["sparsity"]:
+            loss = loss + self.hparams["sparsity"] * gates.penalty()
+        self.log(
+            "train/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,  # type: ignore[attr-defined]
+            batch_size=out.shape[0],
+        )
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        """Record the gate scores of every epoch."""
+        gates = getattr(self.model, "gates", None)
+        if gates is not None:
+            self.gate_history.append(gates.values())
+
+    def configure_optimizers(self) -> Any:
+        """AdamW over the trainable parameters, cosine schedule."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(
+            params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=max(1, int(self.hparams["max_epochs"]))
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def _size_from(batch: dict[str, Any]) -> tuple[int, int]:
+    target = batch.get("target")
+    if target is not None and target.dim() >= 3:
+        return int(target.shape[-2]), int(target.shape[-1])
+    return (0, 0)
+
+
+def head_task(kind: str, generalist: nn.Module, **kwargs: Any) -> pl.LightningModule:
+    """Build the downstream-head LightningModule of a task kind."""
+    base = task_class(kind)
+    cls = type(f"{base.__name__}Head", (GeneralistMixin, base), {})
+    return cls(generalist, task=kind, **kwargs)  # type: ignore[no-any-return]

@@ -50,7 +50,6 @@ def build_splits(ctx: StageContext) -> tuple[Any, dict[str, Any], Path]:
     Returns:
         ``(experiment spec, {split: dataset}, root)``.
     """
-    from eosfm_cli.data.base import DatasetRequest
     from eosfm_cli.data.registry import get_experiment
 
     cfg = ctx.profile.dataset
@@ -66,6 +65,37 @@ def build_splits(ctx: StageContext) -> tuple[Any, dict[str, Any], Path]:
         raise ProfileError(
             "no dataset folder given", where=f"{ctx.source}: data.root", hint="pass --root DIR"
         )
+    datasets = load_splits(
+        spec,
+        root,
+        cfg.bands,
+        cfg.classes or list(spec.classes),
+        seed=ctx.profile.data.split_seed,
+        patch_size=cfg.patch_size,
+        ignore_index=cfg.ignore_index,
+        options=cfg.options,
+    )
+    return spec, datasets, root
+
+
+def load_splits(
+    spec: Any,
+    root: Path,
+    bands: list[str],
+    classes: list[str],
+    *,
+    seed: int,
+    patch_size: int | None = None,
+    ignore_index: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the train, val and test datasets of an experiment.
+
+    Raises:
+        DataError: when the root is missing or a split is empty.
+    """
+    from eosfm_cli.data.base import DatasetRequest
+
     if not root.exists():
         raise DataError(
             "dataset folder not found",
@@ -76,15 +106,15 @@ def build_splits(ctx: StageContext) -> tuple[Any, dict[str, Any], Path]:
     datasets = {}
     for split in SPLITS:
         req = DatasetRequest(
-            name=cfg.name,
+            name=spec.name,
             root=root,
             split=split,  # type: ignore[arg-type]
-            bands=tuple(cfg.bands),
-            classes=tuple(cfg.classes or spec.classes),
-            seed=ctx.profile.data.split_seed,
-            patch_size=cfg.patch_size,
-            ignore_index=cfg.ignore_index,
-            options=dict(cfg.options),
+            bands=tuple(bands),
+            classes=tuple(classes),
+            seed=seed,
+            patch_size=patch_size,
+            ignore_index=ignore_index,
+            options=dict(options or {}),
         )
         ds = build(req)
         if len(ds) == 0:
@@ -92,7 +122,7 @@ def build_splits(ctx: StageContext) -> tuple[Any, dict[str, Any], Path]:
                 f"the {split} split is empty", where=str(root), hint=f"expected {spec.layout}"
             )
         datasets[split] = ds
-    return spec, datasets, root
+    return datasets
 
 
 def _statistics(

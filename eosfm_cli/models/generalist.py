@@ -1,0 +1,231 @@
+"""The generalist in use: the EosFM ensemble, learned encoder gates and a light task head.
+
+A fitted head is stored as a *head run*: ``head.safetensors`` (the trainable parts only: gates,
+head, feature normalisers and fusion layers, plus the specialists when they were fine-tuned) and
+``head.json`` (task, classes, input bands, ensemble options, and the sha256 of the ensemble file
+it was fitted on). :func:`load_generalist` refuses a head whose ensemble file changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from eosfm_cli.errors import ArtifactError
+from eosfm_cli.models.heads import DenseHead, PooledHead
+from eosfm_cli.models.selection import EncoderGates
+
+DENSE_TASKS = ("segmentation", "change_detection", "regression")
+
+
+@dataclass
+class HeadConfig:
+    """Everything needed to rebuild a generalist around an ensemble file.
+
+    Attributes:
+        task: task kind.
+        classes: class names (empty for regression).
+        input_bands: the downstream input's band names, in channel order.
+        head: ``linear`` or ``mlp`` for pooled tasks (dense tasks use UPerNet).
+        hidden_dim: MLP width.
+        decoder_channels: UPerNet width.
+        k: number of specialists kept by the gates (``None``: no gates).
+        gate: gate kind.
+        freeze: specialists frozen.
+        ensemble_options: keyword options of :class:`~eosfm_cli.models.ensemble.EosFM`.
+    """
+
+    task: str
+    classes: list[str]
+    input_bands: list[str]
+    head: str = "linear"
+    hidden_dim: int = 256
+    decoder_channels: int = 128
+    k: int | None = None
+    gate: str = "straight_through"
+    freeze: bool = True
+    ensemble_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def out_dim(self) -> int:
+        """Number of head outputs."""
+        return 1 if self.task == "regression" else len(self.classes)
+
+
+class Generalist(nn.Module):
+    """EosFM encoder + gates + head.
+
+    Args:
+        encoder: the ensemble encoder (an :class:`~eosfm_cli.models.ensemble.EosFM`).
+        cfg: the head configuration.
+    """
+
+    def __init__(self, encoder: nn.Module, cfg: HeadConfig) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.cfg = cfg
+        n = len(encoder.active_indices)  # type: ignore[arg-type]
+        self.gates = EncoderGates(n, cfg.k, cfg.gate) if cfg.k else None  # type: ignore[arg-type]
+        channels = list(encoder.out_channels)  # type: ignore[arg-type]
+        self.head: nn.Module
+        if cfg.task in ("classification", "multilabel"):
+            hidden = cfg.hidden_dim if cfg.head == "mlp" else 0
+            self.head = PooledHead(channels[-1], cfg.out_dim, hidden)
+        elif cfg.task == "change_detection":
+            self.head = DenseHead([2 * c for c in channels], cfg.out_dim, cfg.decoder_channels)
+        elif cfg.task in DENSE_TASKS:
+            self.head = DenseHead(channels, cfg.out_dim, cfg.decoder_channels)
+        else:
+            raise ArtifactError(f"no head for task {cfg.task!r}", where="downstream task")
+
+    @property
+    def active_names(self) -> list[str]:
+        """Names of the specialists the encoder runs."""
+        return list(self.encoder.active_names)  # type: ignore[arg-type]
+
+    def specialist_features(self, x: Tensor) -> list[list[Tensor]]:
+        """Per-specialist pyramids of a raw input batch."""
+        return self.encoder.specialist_features(x)  # type: ignore[no-any-return, operator]
+
+    def _gated_fuse(self, feats: list[list[Tensor]]) -> list[Tensor]:
+        if self.gates is not None:
+            w = self.gates()
+            feats = [[f * w[i] for f in pyr] for i, pyr in enumerate(feats)]
+        return self.encoder.fuse(feats)  # type: ignore[no-any-return, operator]
+
+    def head_forward(
+        self,
+        feats: list[list[Tensor]],
+        size: tuple[int, int],
+        feats2: list[list[Tensor]] | None = None,
+    ) -> Tensor:
+        """Logits from per-specialist features (cached or fresh)."""
+        fused = self._gated_fuse(feats)
+        if self.cfg.task in ("classification", "multilabel"):
+            return self.head(fused[-1])  # type: ignore[no-any-return]
+        if self.cfg.task == "change_detection":
+            if feats2 is None:
+                raise ArtifactError("change detection needs two dates", where="image2")
+            fused2 = self._gated_fuse(feats2)
+            fused = [torch.cat([a, b], dim=1) for a, b in zip(fused, fused2, strict=True)]
+        return self.head(fused, size)  # type: ignore[no-any-return]
+
+    def forward(self, x: Tensor, x2: Tensor | None = None) -> Tensor:
+        """Logits of a raw input batch (and its second date for change detection)."""
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        feats2 = self.specialist_features(x2) if x2 is not None else None
+        return self.head_forward(self.specialist_features(x), size, feats2)
+
+    def trainable_state(self) -> dict[str, Tensor]:
+        """The state that a head run stores (everything but frozen specialist weights)."""
+        return {
+            k: v.detach().cpu().contiguous()
+            for k, v in self.state_dict().items()
+            if not (self.cfg.freeze and k.startswith("encoder.specialists."))
+        }
+
+
+def build_generalist(ensemble_path: str | Path, cfg: HeadConfig) -> Generalist:
+    """Build a fresh generalist around an ensemble file."""
+    from eosfm_cli.models.ensemble import EosFM
+
+    encoder = EosFM.from_file(
+        ensemble_path, input_bands=cfg.input_bands, freeze=cfg.freeze, **cfg.ensemble_options
+    )
+    return Generalist(encoder, cfg)
+
+
+def save_head_run(
+    folder: Path, model: Generalist, ensemble_path: Path, ensemble_sha: str, extra: dict[str, Any]
+) -> None:
+    """Write ``head.safetensors`` and ``head.json`` atomically."""
+    from safetensors.torch import save_file
+
+    from eosfm_cli.workspace import atomic_path, atomic_write_json
+
+    with atomic_path(folder / "head.safetensors") as tmp:
+        save_file(model.trainable_state(), str(tmp))
+    meta = {
+        "format": "eosfm-head",
+        "version": 1,
+        "config": asdict(model.cfg),
+        "ensemble": str(ensemble_path),
+        "ensemble_sha256": ensemble_sha,
+        "active_specialists": model.active_names,
+        **extra,
+    }
+    atomic_write_json(folder / "head.json", meta)
+
+
+def read_head_meta(folder: Path) -> dict[str, Any]:
+    """Read and check ``head.json``."""
+    path = folder / "head.json"
+    if not path.is_file():
+        raise ArtifactError(
+            "head run not found (no head.json)",
+            where=str(folder),
+            hint="fit one with `eosfm fit-head`",
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError:
+        raise ArtifactError("head.json is not valid JSON", where=str(path)) from None
+    if not isinstance(meta, dict) or meta.get("format") != "eosfm-head":
+        raise ArtifactError("not an eosfm head run", where=str(path))
+    return meta
+
+
+def load_generalist(
+    folder: Path, ensemble: Path | None = None
+) -> tuple[Generalist, dict[str, Any]]:
+    """Rebuild a fitted generalist from a head run.
+
+    Args:
+        folder: the head run folder.
+        ensemble: the ensemble file (default: the one recorded in ``head.json``).
+
+    Raises:
+        ArtifactError: when the ensemble file differs from the one the head was fitted on, or
+            the head weights do not match.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from eosfm_cli.workspace import sha256_file
+
+    meta = read_head_meta(folder)
+    ens = Path(ensemble) if ensemble is not None else Path(meta["ensemble"])
+    if not ens.is_file():
+        raise ArtifactError(
+            "the head's ensemble file is missing",
+            where=str(ens),
+            hint="pass the ensemble it was fitted on with --ensemble",
+        )
+    if sha256_file(ens) != meta.get("ensemble_sha256"):
+        raise ArtifactError(
+            "this head was fitted on another ensemble",
+            where=str(folder / "head.json"),
+            hint=f"use the ensemble it was fitted on, or re-fit the head on {ens.name}",
+        )
+    cfg = HeadConfig(**meta["config"])
+    model = build_generalist(ens, cfg)
+    try:
+        state = load_file(str(folder / "head.safetensors"))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ArtifactError(
+            f"cannot read head weights ({err})", where=str(folder / "head.safetensors")
+        ) from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.startswith("encoder.specialists.")] + list(unexpected)
+    if bad:
+        raise ArtifactError(
+            f"head weights do not match the model ({bad[0]}...)",
+            where=str(folder / "head.safetensors"),
+        )
+    model.eval()
+    return model, meta
