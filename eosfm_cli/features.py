@@ -200,10 +200,10 @@ class FeatureCache:
                 if progress is not None:
                     progress(done, n)
             assert arrays is not None and target is not None
-            for d in arrays:
-                for s in d:
-                    for a in s:
-                        a.flush()
+            for per_date in arrays:
+                for per_spec in per_date:
+                    for arr in per_spec:
+                        arr.flush()
             target.flush()
             del arrays, target
             files = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.npy"))}

@@ -60,11 +60,11 @@ class EncoderGates(nn.Module):
         soft = torch.sigmoid(self.scores)
         if self.k is None:
             return 2 * soft
-        scores = self.scores
+        noisy = self.scores.detach()
         if self.training and self.noise > 0:
-            u = torch.rand_like(scores).clamp(1e-6, 1 - 1e-6)
-            scores = scores + self.noise * -torch.log(-torch.log(u))
-        hard = self._topk_mask(scores.detach())
+            u = torch.rand_like(noisy).clamp(1e-6, 1 - 1e-6)
+            noisy = noisy + self.noise * -torch.log(-torch.log(u))
+        hard = self._topk_mask(noisy)
         return hard + soft - soft.detach()
 
     def _hard_concrete(self) -> Tensor:

@@ -13,6 +13,7 @@ test of the best epoch), and ``gates.json`` (gate scores per epoch).
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,7 +174,7 @@ def prepare_features(
                     model,
                     datasets[split],
                     ctx.profile.trainer.batch_size,
-                    lambda d, n: progress.update(task, completed=d, total=n),
+                    functools.partial(_advance, progress, task),
                 )
             built.append(split)
         out[split] = got
@@ -183,6 +184,10 @@ def prepare_features(
         else f"feature cache reused ({total / 1e6:.1f} MB)"
     )
     return out, reason
+
+
+def _advance(progress: Any, task: Any, done: int, total: int) -> None:
+    progress.update(task, completed=done, total=total)
 
 
 def fit_head(
@@ -330,7 +335,7 @@ def train_head(
         max_epochs=t.max_epochs,
         sparsity=ctx.profile.downstream.sparsity,
     )
-    monitor = module.monitor.split("/", 1)[1]  # type: ignore[union-attr]
+    monitor = module.monitor.split("/", 1)[1]
     sign = 1.0 if module.monitor_mode == "max" else -1.0
     best: dict[str, Any] = {"score": None, "state": None, "epoch": -1}
     epoch_times: list[float] = []
