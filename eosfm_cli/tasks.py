@@ -233,22 +233,27 @@ class EOTask(pl.LightningModule):
         """Test step."""
         self._eval_step("test", batch)
 
-    def _eval_epoch_end(self, split: str) -> None:
+    def compute_split_metrics(self, split: str) -> dict[str, Any]:
+        """Compute and reset a split's metrics: scalars as floats, per-class values as lists."""
         values = self.split_metrics(split).compute()
         self.split_metrics(split).reset()
-        scalars: dict[str, Tensor] = {}
         record: dict[str, Any] = {}
         for key, value in values.items():
             name = key.split("/", 1)[1]
             if value.numel() == 1:
-                scalars[key] = value.float()
                 record[name] = float(value)
             else:
                 record[name] = [float(v) for v in value.flatten()]
         record.update(self.derived_metrics(record))
-        for name, value in record.items():
-            if isinstance(value, float) and f"{split}/{name}" not in scalars:
-                scalars[f"{split}/{name}"] = torch.tensor(value)
+        return record
+
+    def _eval_epoch_end(self, split: str) -> None:
+        record = self.compute_split_metrics(split)
+        scalars = {
+            f"{split}/{name}": torch.tensor(value)
+            for name, value in record.items()
+            if isinstance(value, float)
+        }
         self.log_dict(scalars, prog_bar=split == "val", sync_dist=False)
         self.epoch_metrics[split] = record
 
@@ -574,10 +579,25 @@ class GeneralistMixin:
             self.gate_history.append(gates.values())
 
     def configure_optimizers(self) -> Any:
-        """AdamW over the trainable parameters, cosine schedule."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        """AdamW over the trainable parameters, cosine schedule.
+
+        Gate scores get their own group with a larger learning rate and no weight decay: they
+        are a handful of logits that must move by whole units within a short head training.
+        """
+        gates = getattr(self.model, "gates", None)
+        gate_ids = {id(p) for p in gates.parameters()} if gates is not None else set()
+        params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in gate_ids]
+        groups: list[dict[str, Any]] = [{"params": params}]
+        if gates is not None:
+            groups.append(
+                {
+                    "params": list(gates.parameters()),
+                    "weight_decay": 0.0,
+                    "lr": max(50 * self.hparams["lr"], 0.05),
+                }
+            )
         opt = torch.optim.AdamW(
-            params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+            groups, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
         )
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=max(1, int(self.hparams["max_epochs"]))

@@ -174,7 +174,7 @@ def quiet_lightning(verbose: bool = False) -> None:
             ".*litlogger.*",
             ".*is smaller than the logging interval.*",
             ".*Checkpoint directory.*",
-            ".*module(s) in eval mode.*",
+            r".*module\(s\) in eval mode.*",
         ):
             warnings.filterwarnings("ignore", message=pattern)
         os.environ.setdefault("LIGHTNING_DISABLE_TIPS", "1")

@@ -92,10 +92,14 @@ class Generalist(nn.Module):
         """Per-specialist pyramids of a raw input batch."""
         return self.encoder.specialist_features(x)  # type: ignore[no-any-return, operator]
 
-    def _gated_fuse(self, feats: list[list[Tensor]]) -> list[Tensor]:
+    def _gated_fuse(
+        self, feats: list[list[Tensor]], drop: frozenset[int] = frozenset()
+    ) -> list[Tensor]:
         if self.gates is not None:
             w = self.gates()
             feats = [[f * w[i] for f in pyr] for i, pyr in enumerate(feats)]
+        if drop:
+            feats = [[f * 0 for f in pyr] if i in drop else pyr for i, pyr in enumerate(feats)]
         return self.encoder.fuse(feats)  # type: ignore[no-any-return, operator]
 
     def head_forward(
@@ -103,15 +107,23 @@ class Generalist(nn.Module):
         feats: list[list[Tensor]],
         size: tuple[int, int],
         feats2: list[list[Tensor]] | None = None,
+        drop: frozenset[int] = frozenset(),
     ) -> Tensor:
-        """Logits from per-specialist features (cached or fresh)."""
-        fused = self._gated_fuse(feats)
+        """Logits from per-specialist features (cached or fresh).
+
+        Args:
+            feats: per active specialist, one tensor per pyramid level.
+            size: output size of dense heads.
+            feats2: the second date's features (change detection).
+            drop: indices of specialists whose features are zeroed (ablation).
+        """
+        fused = self._gated_fuse(feats, drop)
         if self.cfg.task in ("classification", "multilabel"):
             return self.head(fused[-1])  # type: ignore[no-any-return]
         if self.cfg.task == "change_detection":
             if feats2 is None:
                 raise ArtifactError("change detection needs two dates", where="image2")
-            fused2 = self._gated_fuse(feats2)
+            fused2 = self._gated_fuse(feats2, drop)
             fused = [torch.cat([a, b], dim=1) for a, b in zip(fused, fused2, strict=True)]
         return self.head(fused, size)  # type: ignore[no-any-return]
 

@@ -1,23 +1,186 @@
-"""Stage `eosfm evaluate` (arrives with issue 6)."""
+"""Stage `eosfm evaluate`: run fitted heads on their test split and report.
+
+For each head run, writes ``eval/<run>/``:
+
+- ``metrics.json``: every metric of the task (per-class IoU or F1 included) and the confusion
+  matrix (classification and segmentation);
+- ``confusion.png``: the row-normalised confusion matrix;
+- ``per_class.png``: per-class IoU (dense tasks) or F1 (classification);
+- ``overlays.png``: a few test samples: the input quicklook, the truth and the prediction.
+
+With several runs, a table compares them side by side.
+"""
 
 from __future__ import annotations
 
-from eosfm_cli.stages.common import StageContext, not_built, print_dry_run
+from pathlib import Path
+from typing import Any
+
+from eosfm_cli.console import console, info
+from eosfm_cli.errors import WorkspaceError
+from eosfm_cli.stages.common import StageContext, print_dry_run
+
+N_OVERLAYS = 6
 
 
-def evaluate(ctx: StageContext, runs: list[str] | None = None) -> None:
+def _head_runs(ctx: StageContext, runs: list[str]) -> list[str]:
+    base = ctx.workspace.root / "heads"
+    available = sorted(p.parent.name for p in base.glob("*/head.json")) if base.is_dir() else []
+    if not runs:
+        if not available:
+            raise WorkspaceError(
+                "no head runs to evaluate", where=str(base), hint="fit one with `eosfm fit-head`"
+            )
+        return available
+    missing = [r for r in runs if r not in available]
+    if missing:
+        raise WorkspaceError(
+            f"no head run named {', '.join(missing)}",
+            where=str(base),
+            hint=f"available: {', '.join(available) or 'none'}",
+        )
+    return runs
+
+
+def evaluate(ctx: StageContext, runs: list[str] | None = None) -> dict[str, dict[str, Any]] | None:
     """Run the `evaluate` stage.
 
     Args:
         ctx: the resolved profile and workspace.
-        runs: command-line option `--runs`.
+        runs: head runs to evaluate (default: all of them).
+
+    Returns:
+        Test metrics per run, or ``None`` for a dry run.
     """
+    names = _head_runs(ctx, list(runs or []))
     if ctx.dry_run:
         print_dry_run(
             ctx,
             "evaluate",
-            ["heads/<run>/"],
-            ["eval/<run>/metrics.json", "eval/<run>/confusion.png"],
+            [f"heads/{r}/" for r in names],
+            [
+                f"eval/{r}/{f}"
+                for r in names
+                for f in ("metrics.json", "confusion.png", "per_class.png", "overlays.png")
+            ],
         )
-        return
-    not_built("evaluate", 6)
+        return None
+    results: dict[str, dict[str, Any]] = {}
+    with ctx.workspace.stage_run(
+        "evaluate", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
+    ) as record:
+        for name in names:
+            results[name] = evaluate_run(ctx, name)
+        record.outputs = [f"eval/{r}/metrics.json" for r in names]
+        record.extra["metrics"] = {r: _scalars(m) for r, m in results.items()}
+    _compare(results)
+    return results
+
+
+def _scalars(m: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in m.items() if isinstance(v, float)}
+
+
+def evaluate_run(ctx: StageContext, name: str) -> dict[str, Any]:
+    """Evaluate one head run on its test split and write its report."""
+    import torch
+    import torchmetrics
+
+    from eosfm_cli.data.registry import get_experiment
+    from eosfm_cli.models.generalist import load_generalist
+    from eosfm_cli.stages.train_specialist import load_splits
+    from eosfm_cli.tasks import head_task
+    from eosfm_cli.training import make_loader
+    from eosfm_cli.workspace import atomic_write_json
+
+    folder = ctx.workspace.path("heads", name)
+    model, meta = load_generalist(folder)
+    spec = get_experiment(meta["dataset"])
+    test = load_splits(
+        spec,
+        Path(meta["root"]),
+        model.cfg.input_bands,
+        list(spec.classes),
+        seed=ctx.profile.data.split_seed,
+        patch_size=spec.patch_size,
+        ignore_index=spec.ignore_index,
+    )["test"]
+    module = head_task(
+        spec.task,
+        model,
+        classes=list(spec.classes),
+        loss=spec.loss,
+        ignore_index=spec.ignore_index,
+        lr=1e-3,
+        weight_decay=0.0,
+        max_epochs=1,
+    )
+    module.eval()
+    k = len(spec.classes)
+    confusion = None
+    if spec.task in ("classification", "segmentation", "change_detection"):
+        confusion = torchmetrics.classification.MulticlassConfusionMatrix(
+            k, ignore_index=spec.ignore_index
+        )
+    samples: list[tuple[Any, Any, Any]] = []
+    loader = make_loader(test, ctx.profile.trainer.batch_size, 0, False, ctx.profile.seed)
+    with torch.inference_mode():
+        for batch in loader:
+            out = model(batch["image"], batch.get("image2"))
+            target = module.target(batch)
+            module.update_metrics("test", out, target)
+            pred = out.argmax(1) if spec.task != "multilabel" else (out.sigmoid() > 0.5).long()
+            if confusion is not None:
+                confusion.update(pred, target)
+            for i in range(out.shape[0]):
+                if len(samples) < N_OVERLAYS:
+                    samples.append((batch["image"][i], target[i], pred[i]))
+    metrics = module.compute_split_metrics("test")
+    if confusion is not None:
+        metrics["confusion_matrix"] = confusion.compute().long().tolist()
+    metrics["classes"] = list(spec.classes)
+    metrics["n_test"] = len(test)
+    out_dir = ctx.workspace.path("eval", name)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    from eosfm_cli import plots
+
+    if confusion is not None:
+        plots.confusion_png(
+            out_dir / "confusion.png",
+            metrics["confusion_matrix"],
+            list(spec.classes),
+            title=f"{name}: test confusion",
+        )
+    per_class = metrics.get("iou_per_class") or metrics.get("f1_per_class")
+    if per_class:
+        label = "IoU" if "iou_per_class" in metrics else "F1"
+        plots.per_class_png(out_dir / "per_class.png", per_class, list(spec.classes), label)
+    plots.overlays_png(
+        out_dir / "overlays.png", samples, model.cfg.input_bands, list(spec.classes), spec.task
+    )
+    info(
+        f"[green]wrote[/green] eval/{name}/ (metrics.json, confusion.png, per_class.png, "
+        "overlays.png)"
+    )
+    return metrics
+
+
+def _compare(results: dict[str, dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="test metrics", title_justify="left")
+    table.add_column("metric")
+    for run in results:
+        table.add_column(run, justify="right")
+    keys = sorted({k for m in results.values() for k in _scalars(m)})
+    for key in keys:
+        table.add_row(
+            key,
+            *[
+                f"{results[r].get(key, float('nan')):.4f}"
+                if isinstance(results[r].get(key), float)
+                else "-"
+                for r in results
+            ],
+        )
+    console.print(table)

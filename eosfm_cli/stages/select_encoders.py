@@ -1,10 +1,49 @@
-"""Stage `eosfm select-encoders` (arrives with issue 6)."""
+"""Stage `eosfm select-encoders`: learn gates, rank the specialists, keep the best K.
+
+Gates are trained jointly with a head on the downstream task (a fit-head run with
+``max_encoders: K``), or taken from an existing run (``--from-run``). The stage then checks the
+ranking by ablation, zeroing each selected specialist's features in turn and measuring the
+validation metric drop, and writes:
+
+- ``selection/<run>.json``: gate values, ranking, the K selected, and the ablation deltas;
+- ``ensembles/<ensemble>-k<K>.safetensors``: a **physically pruned** ensemble holding only the
+  K selected specialists, so inference cost scales with K, not N.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from eosfm_cli.stages.common import StageContext, not_built, print_dry_run
+from eosfm_cli.console import console, info
+from eosfm_cli.errors import ArtifactError, ProfileError
+from eosfm_cli.stages.common import StageContext, print_dry_run
+
+
+def score_split(module: Any, loader: Any, drop: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """The task's metrics of a head module over a loader, with some specialists zeroed."""
+    import torch
+
+    module.eval()
+    with torch.inference_mode():
+        for batch in loader:
+            target = module.target(batch)
+            if "features" in batch:
+                size = (
+                    (int(target.shape[-2]), int(target.shape[-1])) if target.dim() >= 3 else (0, 0)
+                )
+                out = module.model.head_forward(
+                    batch["features"], size, batch.get("features2"), drop
+                )
+            else:
+                x = batch["image"]
+                feats = module.model.specialist_features(x)
+                feats2 = (
+                    module.model.specialist_features(batch["image2"]) if "image2" in batch else None
+                )
+                out = module.model.head_forward(feats, tuple(x.shape[-2:]), feats2, drop)
+            module.update_metrics("test", out, target)
+    return dict(module.compute_split_metrics("test"))
 
 
 def select_encoders(
@@ -12,21 +51,158 @@ def select_encoders(
     k: int | None = None,
     ensemble: Path | None = None,
     from_run: str | None = None,
-) -> None:
+) -> dict[str, Any] | None:
     """Run the `select-encoders` stage.
 
     Args:
         ctx: the resolved profile and workspace.
-        k: command-line option `--k`.
-        ensemble: command-line option `--ensemble`.
-        from_run: command-line option `--from-run`.
+        k: number of specialists to keep (default: ``ensemble.max_encoders``).
+        ensemble: the ensemble file (default: the workspace's).
+        from_run: reuse the gates of this fit-head run instead of training new ones.
+
+    Returns:
+        The selection record, or ``None`` for a dry run.
     """
+    from eosfm_cli.stages.fit_head import downstream_spec, ensemble_file, fit_head
+
+    k = k if k is not None else ctx.profile.ensemble.max_encoders
+    if k is None:
+        raise ProfileError(
+            "no K given",
+            where=f"{ctx.source}: ensemble.max_encoders",
+            hint="pass --k K or set ensemble.max_encoders",
+        )
+    if k < 1:
+        raise ProfileError(f"K must be at least 1 (got {k})", where="--k")
+    name = ctx.profile.ensemble.name
+    spec, _, _ = downstream_spec(ctx, None)
+    run_name = from_run or f"select-{spec.name}-k{k}"
+    pruned = ctx.workspace.path("ensembles", f"{name}-k{k}.safetensors")
     if ctx.dry_run:
         print_dry_run(
             ctx,
             "select-encoders",
-            [f"ensembles/{ctx.profile.ensemble.name}.safetensors"],
-            ["selection/<run>.json", "ensembles/<name>-k<K>.safetensors"],
+            [f"ensembles/{name}.safetensors"],
+            [f"heads/{run_name}/", f"selection/{run_name}.json", ctx.workspace.relative(pruned)],
         )
-        return
-    not_built("select-encoders", 6)
+        return None
+    ens = ensemble_file(ctx, ensemble)
+    if from_run is None:
+        ctx.profile.ensemble.max_encoders = k
+        fit_head(ctx, ensemble=ens, run=run_name, k=k)
+    return _select(ctx, ens, run_name, k, pruned)
+
+
+def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -> dict[str, Any]:
+    from eosfm_cli.models.ensemble_file import load_ensemble, save_ensemble
+    from eosfm_cli.models.generalist import load_generalist
+    from eosfm_cli.stages.fit_head import prepare_features
+    from eosfm_cli.stages.train_specialist import load_splits
+    from eosfm_cli.tasks import head_task
+    from eosfm_cli.training import make_loader
+    from eosfm_cli.workspace import atomic_write_json, sha256_file
+
+    folder = ctx.workspace.path("heads", run_name)
+    model, meta = load_generalist(folder, ens)
+    if model.gates is None:
+        raise ArtifactError(
+            "this head run has no gates",
+            where=str(folder / "head.json"),
+            hint="fit it with ensemble.max_encoders set, or drop --from-run",
+        )
+    if model.cfg.k != k:
+        raise ProfileError(f"run {run_name} keeps K={model.cfg.k}, not {k}", where="--k")
+    from eosfm_cli.data.registry import get_experiment
+
+    spec = get_experiment(meta["dataset"])
+    datasets = load_splits(
+        spec,
+        Path(meta["root"]),
+        model.cfg.input_bands,
+        list(spec.classes),
+        seed=ctx.profile.data.split_seed,
+        patch_size=spec.patch_size,
+        ignore_index=spec.ignore_index,
+    )
+    datasets = {"val": datasets["val"]}
+    with ctx.workspace.stage_run(
+        "select-encoders", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
+    ) as record:
+        key = {
+            "ensemble_sha256": meta["ensemble_sha256"],
+            "dataset": spec.name,
+            "root": str(Path(meta["root"]).resolve()),
+            "bands": model.cfg.input_bands,
+            "split_seed": ctx.profile.data.split_seed,
+            "options": {
+                k2: v
+                for k2, v in model.cfg.ensemble_options.items()
+                if k2 in ("min_coverage", "tolerance_nm", "force", "ablate")
+            },
+        }
+        data, _ = prepare_features(ctx, model, datasets, key, use_cache=model.cfg.freeze)
+        module = head_task(
+            spec.task,
+            model,
+            classes=list(spec.classes),
+            loss=spec.loss,
+            ignore_index=spec.ignore_index,
+            lr=1e-3,
+            weight_decay=0.0,
+            max_epochs=1,
+        )
+        monitor = module.monitor.split("/", 1)[1]
+        loader = make_loader(data["val"], ctx.profile.trainer.batch_size, 0, False, 0)
+        full = score_split(module, loader)[monitor]
+        names = model.active_names
+        selected = model.gates.selected()
+        ablation = {}
+        for i in selected:
+            score = score_split(module, loader, frozenset({i}))[monitor]
+            ablation[names[i]] = {"metric": score, "drop": full - score}
+        selection = {
+            "run": run_name,
+            "k": k,
+            "gate_kind": model.cfg.gate,
+            "metric": monitor,
+            "val_metric": full,
+            "names": names,
+            "gate_values": model.gates.values(),
+            "ranking": [names[i] for i in model.gates.ranking()],
+            "selected": [names[i] for i in selected],
+            "ablation": ablation,
+            "pruned_ensemble": ctx.workspace.relative(pruned),
+        }
+        keep = set(selection["selected"])
+        entries = [e for e in load_ensemble(ens) if e[0].name in keep]
+        save_ensemble(pruned, [e[0] for e in entries], [e[1] for e in entries])
+        atomic_write_json(ctx.workspace.path("selection", f"{run_name}.json"), selection)
+        record.inputs = {ctx.workspace.relative(ens): sha256_file(ens)}
+        record.outputs = [f"selection/{run_name}.json", ctx.workspace.relative(pruned)]
+        record.extra.update(selected=selection["selected"], k=k)
+    _summary(selection)
+    return selection
+
+
+def _summary(sel: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"encoder selection K={sel['k']} ({sel['gate_kind']} gates) — val "
+        f"{sel['metric']} {sel['val_metric']:.4f}",
+        title_justify="left",
+    )
+    for col in ("rank", "specialist", "gate", "kept", f"{sel['metric']} drop if removed"):
+        table.add_column(col)
+    values = dict(zip(sel["names"], sel["gate_values"], strict=True))
+    for rank, name in enumerate(sel["ranking"], 1):
+        ab = sel["ablation"].get(name)
+        table.add_row(
+            str(rank),
+            name,
+            f"{values[name]:+.3f}",
+            "[green]yes[/green]" if name in sel["selected"] else "no",
+            f"{ab['drop']:+.4f}" if ab else "-",
+        )
+    console.print(table)
+    info(f"[green]wrote[/green] selection/{sel['run']}.json and {sel['pruned_ensemble']}")
