@@ -572,6 +572,13 @@ class GeneralistMixin:
         )
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        """Soft gate warm-up over the first half of the epochs (see ``models.selection``)."""
+        gates = getattr(self.model, "gates", None)
+        if gates is not None:
+            epoch = self.trainer.current_epoch  # type: ignore[attr-defined]
+            gates.warmup = epoch < int(self.hparams["max_epochs"]) // 2
+
     def on_train_epoch_end(self) -> None:
         """Record the gate scores of every epoch."""
         gates = getattr(self.model, "gates", None)

@@ -7,6 +7,12 @@ never learn. Here **every gate receives gradient**:
   Gumbel noise while training, so ties and early choices are explored); the backward pass uses
   the gradient of ``sigmoid(score)``: ``w = hard + soft - soft.detach()``. Unselected
   specialists still contribute a gradient through ``<dL/dw, features>``.
+
+  A hard mask from the first step has a chicken-and-egg problem: the head never learns to use
+  a specialist that is not selected, so that specialist's gradient says little. Training
+  therefore starts with a **soft warm-up** (``warmup = True``: every specialist on, scaled by
+  ``2 * sigmoid(score)``), during which the head learns to use all features and the gates learn
+  how much each one helps; the hard top-K phase follows.
 - ``hard_concrete``: L0 gates (Louizos et al., 2018): a stretched, clipped concrete sample per
   gate, with an expected-L0 sparsity penalty; at evaluation the top-K by ``log_alpha`` are kept.
 
@@ -45,6 +51,7 @@ class EncoderGates(nn.Module):
         if k is not None and not 0 < k <= n:
             raise ValueError(f"k must be in 1..{n}, got {k}")
         self.n, self.k, self.kind, self.noise = n, k, kind, noise
+        self.warmup = False
         init = 3.0 if kind == "hard_concrete" else 0.0
         self.scores = nn.Parameter(torch.full((n,), init))
 
@@ -58,7 +65,7 @@ class EncoderGates(nn.Module):
         if self.kind == "hard_concrete":
             return self._hard_concrete()
         soft = torch.sigmoid(self.scores)
-        if self.k is None:
+        if self.k is None or (self.training and self.warmup):
             return 2 * soft
         noisy = self.scores.detach()
         if self.training and self.noise > 0:

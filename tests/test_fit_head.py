@@ -1,0 +1,213 @@
+"""fit-head, select-encoders and evaluate on the committed synthetic fixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from eosfm_cli.bands import BAND_SETS
+from eosfm_cli.errors import ArtifactError, ProfileError
+from eosfm_cli.models.ensemble import EosFM
+from eosfm_cli.models.ensemble_file import read_metadata, save_ensemble
+from eosfm_cli.models.spec import SpecialistSpec
+from eosfm_cli.stages.common import resolve
+from eosfm_cli.stages.evaluate import evaluate
+from eosfm_cli.stages.fit_head import fit_head
+from eosfm_cli.stages.select_encoders import select_encoders
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = REPO / "profiles" / "default.yaml"
+SYNTHETIC = REPO / "tests" / "data" / "synthetic"
+
+
+def _spec(name: str, bands: list[str], mean: float, std: float) -> SpecialistSpec:
+    return SpecialistSpec(
+        name=name,
+        backbone="convnextv2_atto",
+        in_chans=len(bands),
+        bands=bands,
+        mean=[mean] * len(bands),
+        std=[std] * len(bands),
+    )
+
+
+def _weights(in_chans: int, seed: int, constant: bool = False) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = timm.create_model("convnextv2_atto", features_only=True, in_chans=in_chans)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    if constant:  # a specialist whose features do not depend on its input at all
+        state["stem_0.weight"].zero_()
+    return state
+
+
+@pytest.fixture(scope="module")
+def ensemble_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four specialists: two that see the input, two whose features are constant."""
+    path = tmp_path_factory.mktemp("ens") / "ensemble.safetensors"
+    s2 = list(BAND_SETS["S2_ALL"])
+    rgb = list(BAND_SETS["S2_RGB"])
+    specs = [
+        _spec("const_a", s2, 1500, 1000),
+        _spec("s2_signal", s2, 1500, 1000),
+        _spec("const_b", rgb, 1000, 800),
+        _spec("rgb_signal", rgb, 1000, 800),
+    ]
+    states = [_weights(13, 0, True), _weights(13, 1), _weights(3, 2, True), _weights(3, 3)]
+    save_ensemble(path, specs, states)
+    return path
+
+
+def _resaved(src: Path, dst: Path) -> Path:
+    """The same specialists in another order: another file, another sha256."""
+    from eosfm_cli.models.ensemble_file import load_ensemble
+
+    entries = load_ensemble(src)[::-1]
+    save_ensemble(dst, [e[0] for e in entries], [e[1] for e in entries])
+    return dst
+
+
+def _ctx(ws: Path, *sets: str):
+    base = [
+        "trainer.max_epochs=2",
+        "trainer.batch_size=4",
+        "trainer.lr=0.003",
+        "emissions.enabled=false",
+        "downstream.dataset=synthetic_s2",
+        "downstream.bands=[B02, B03, B04, B08]",
+    ]
+    return resolve(DEFAULT, [*base, *sets], root=SYNTHETIC, workspace=ws)
+
+
+def test_fit_head_writes_a_run(tmp_path: Path, ensemble_path: Path) -> None:
+    res = fit_head(_ctx(tmp_path / "ws"), ensemble=ensemble_path)
+    assert res is not None
+    folder = tmp_path / "ws" / "heads" / "synthetic_s2"
+    for name in ("head.safetensors", "head.json", "metrics.json", "gates.json"):
+        assert (folder / name).is_file()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert {"accuracy", "f1_macro"} <= set(metrics["test"])
+    meta = json.loads((folder / "head.json").read_text())
+    assert meta["config"]["input_bands"] == ["B02", "B03", "B04", "B08"]
+    assert "feature cache built" in res.cache
+
+
+def test_cache_equals_streaming(tmp_path: Path, ensemble_path: Path) -> None:
+    cached = fit_head(_ctx(tmp_path / "a"), ensemble=ensemble_path)
+    again = fit_head(_ctx(tmp_path / "a"), ensemble=ensemble_path, run="again")
+    stream = fit_head(_ctx(tmp_path / "b", "cache.enabled=false"), ensemble=ensemble_path)
+    assert cached is not None and again is not None and stream is not None
+    assert "reused" in again.cache and "stream" in stream.cache
+    for split in ("val", "test"):
+        a, b = cached.metrics[split], stream.metrics[split]
+        assert a["accuracy"] == pytest.approx(b["accuracy"], abs=0.1)
+        assert a["accuracy"] == pytest.approx(again.metrics[split]["accuracy"], abs=1e-6)
+
+
+def test_stale_or_corrupt_cache_is_rebuilt(
+    tmp_path: Path, ensemble_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = tmp_path / "ws"
+    fit_head(_ctx(ws, "trainer.max_epochs=1"), ensemble=ensemble_path)
+    entries = [p for p in (ws / "cache" / "features").iterdir() if p.is_dir()]
+    assert len(entries) == 3
+    victim = next(entries[0].glob("f0_0_0.npy"))
+    data = bytearray(victim.read_bytes())
+    data[-10] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    capsys.readouterr()
+    res = fit_head(_ctx(ws, "trainer.max_epochs=1"), ensemble=ensemble_path)
+    assert res is not None and "built" in res.cache
+    assert "corrupt" in capsys.readouterr().out
+    # A changed ensemble gives another key: the old entries are not used.
+    other = _resaved(ensemble_path, tmp_path / "other.safetensors")
+    res = fit_head(_ctx(ws, "trainer.max_epochs=1"), ensemble=other, run="other")
+    assert res is not None and "built" in res.cache
+
+
+def test_impossible_k(tmp_path: Path, ensemble_path: Path) -> None:
+    with pytest.raises(ProfileError, match="K=5"):
+        fit_head(_ctx(tmp_path / "ws", "ensemble.max_encoders=5"), ensemble=ensemble_path)
+
+
+def test_missing_ensemble(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="export-ensemble"):
+        fit_head(_ctx(tmp_path / "ws"))
+
+
+@pytest.fixture(scope="module")
+def synthetic60(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from eosfm_cli.data.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("syn") / "data", n=60, size=32, seed=3)
+
+
+def test_selection_prefers_informative_specialists(
+    tmp_path: Path, ensemble_path: Path, synthetic60: Path
+) -> None:
+    hits = 0
+    for seed in (0, 1, 2):
+        ws = tmp_path / f"ws{seed}"
+        ctx = _ctx(
+            ws,
+            f"seed={seed}",
+            "trainer.max_epochs=8",
+            "trainer.batch_size=8",
+            f"data.root={synthetic60}",
+        )
+        sel = select_encoders(ctx, k=2, ensemble=ensemble_path)
+        assert sel is not None
+        hits += set(sel["selected"]) == {"s2_signal", "rgb_signal"}
+        values = dict(zip(sel["names"], sel["gate_values"], strict=True))
+        # Specialists with features received gradient, selected or not.
+        assert abs(values["s2_signal"]) > 1e-3 and abs(values["rgb_signal"]) > 1e-3
+        history = json.loads((ws / "heads" / sel["run"] / "gates.json").read_text())
+        assert len(history["per_epoch"]) == 8
+        assert set(sel["ablation"]) == set(sel["selected"])
+    assert hits >= 2
+
+
+def test_pruned_ensemble_matches_full(tmp_path: Path, ensemble_path: Path) -> None:
+    ws = tmp_path / "ws"
+    sel = select_encoders(_ctx(ws, "trainer.max_epochs=2"), k=2, ensemble=ensemble_path)
+    assert sel is not None
+    pruned = ws / sel["pruned_ensemble"]
+    assert [s.name for s in read_metadata(pruned)] == [
+        n for n in ("const_a", "s2_signal", "const_b", "rgb_signal") if n in sel["selected"]
+    ]
+    bands = ["B02", "B03", "B04", "B08"]
+    full = EosFM.from_file(ensemble_path, input_bands=bands)
+    small = EosFM.from_file(pruned, input_bands=bands)
+    x = torch.rand(2, 4, 64, 64) * 3000
+    full_feats = full.specialist_features(x)
+    small_feats = small.specialist_features(x)
+    keep = [full.active_names.index(n) for n in small.active_names]
+    for i, j in enumerate(keep):
+        for a, b in zip(small_feats[i], full_feats[j], strict=True):
+            assert torch.equal(a, b)
+
+
+def test_evaluate_writes_report(tmp_path: Path, ensemble_path: Path) -> None:
+    ws = tmp_path / "ws"
+    fit_head(_ctx(ws, "trainer.max_epochs=1"), ensemble=ensemble_path)
+    results = evaluate(_ctx(ws))
+    assert results is not None and "synthetic_s2" in results
+    out = ws / "eval" / "synthetic_s2"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"accuracy", "f1_macro", "confusion_matrix"} <= set(metrics)
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n_test"]
+    for png in ("confusion.png", "per_class.png", "overlays.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_head_from_another_ensemble_is_refused(tmp_path: Path, ensemble_path: Path) -> None:
+    from eosfm_cli.models.generalist import load_generalist
+
+    ws = tmp_path / "ws"
+    fit_head(_ctx(ws, "trainer.max_epochs=1"), ensemble=ensemble_path)
+    other = _resaved(ensemble_path, tmp_path / "other.safetensors")
+    with pytest.raises(ArtifactError, match="another ensemble"):
+        load_generalist(ws / "heads" / "synthetic_s2", other)
