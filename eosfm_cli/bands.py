@@ -277,6 +277,33 @@ def expand_bands(spec: str | Sequence[str]) -> list[str]:
     return out
 
 
+# Optical value scales: surface reflectance x 1e4 versus 8-bit digital numbers. 8-bit aerial
+# and camera products are close to a linear stretch of 0-30 % reflectance onto 0-255, so that is
+# the conversion used when a band of one scale stands in for a band of the other.
+_REFLECTANCE = "reflectance x 1e4"
+_DN8_PER_REFLECTANCE_1E4 = 255.0 / 3000.0
+
+
+def _scale_group(unit: str) -> str:
+    return "reflectance" if unit == _REFLECTANCE else ("dn8" if unit.startswith("DN") else unit)
+
+
+def unit_scale(source: Band, target: Band) -> float:
+    """Factor that converts values of ``source``'s unit into ``target``'s unit.
+
+    1.0 when the units agree (or no conversion is known); reflectance x 1e4 and 8-bit DNs
+    convert through a 0-30 % reflectance stretch.
+    """
+    src, dst = _scale_group(source.unit), _scale_group(target.unit)
+    if src == dst:
+        return 1.0
+    if (src, dst) == ("reflectance", "dn8"):
+        return _DN8_PER_REFLECTANCE_1E4
+    if (src, dst) == ("dn8", "reflectance"):
+        return 1.0 / _DN8_PER_REFLECTANCE_1E4
+    return 1.0
+
+
 def bands_of_sensor(sensor: str) -> list[Band]:
     """Return the catalog bands of one sensor family (``S2``, ``S1``, ...)."""
     return [b for b in _BANDS if b.sensor.lower() == sensor.lower()]

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workspace", default="workspace")
     parser.add_argument("--data", default="data/synthetic")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--head-epochs", type=int, default=8)
     args = parser.parse_args(argv)
 
     from eosfm_cli.stages.common import resolve
@@ -66,10 +67,51 @@ def main(argv: list[str] | None = None) -> int:
             train_specialist(ctx, overwrite=True)
             console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
 
+        from eosfm_cli.stages.evaluate import evaluate
         from eosfm_cli.stages.export_ensemble import export_ensemble
+        from eosfm_cli.stages.fit_head import fit_head
+        from eosfm_cli.stages.select_encoders import select_encoders
 
-        _step("3. export the ensemble")
+        t = _step("3. export the ensemble")
         export_ensemble(base)
+        console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
+
+        head_sets = [f"trainer.max_epochs={args.head_epochs}", "trainer.lr=0.003"]
+        t = _step("4. select encoders (K=2, learned gates) on synthetic_seg with B02,B03,B04,B08")
+        sel_ctx = resolve(profile, head_sets, root=data, workspace=args.workspace)
+        select_encoders(sel_ctx, k=2)
+        console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
+
+        t = _step("5a. fit a segmentation head (all specialists, frozen, cached features)")
+        seg_ctx = resolve(profile, head_sets, root=data, workspace=args.workspace)
+        fit_head(seg_ctx)
+        console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
+
+        t = _step("5b. fit a classification head on RGB+NIR input")
+        cls_ctx = resolve(
+            profile,
+            [*head_sets, "downstream.dataset=synthetic_s2"],
+            root=data,
+            workspace=args.workspace,
+        )
+        fit_head(cls_ctx)
+        console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
+
+        t = _step("6. evaluate")
+        evaluate(base)
+        console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
+
+        t = _step("7. predict the large scene")
+        from eosfm_cli.data.synthetic import large_scene_path
+        from eosfm_cli.stages.predict import predict
+
+        predict(seg_ctx, raster=large_scene_path(data, "s2"), run="synthetic_seg")
+        console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
+
+        _step("8. emissions report")
+        from eosfm_cli.stages.emissions_report import emissions_report
+
+        emissions_report(base)
     except NotBuiltError as err:
         console.print(f"[yellow]not yet available:[/yellow] {err.one_line()}")
         console.print(f"demo stopped after {time.perf_counter() - started:.0f} s")

@@ -62,6 +62,9 @@ class ChannelSource:
         input_band: name of the input band read, or ``None`` for a fill.
         gap_nm: centre-wavelength gap of a substitute (0 for a selection, ``None`` for a fill).
         fill_value: the raw value written for a fill (the specialist's training mean).
+        scale: factor converting the input band's unit into the expected band's unit (a
+            substitute across value scales, e.g. S2 reflectance x 1e4 feeding an 8-bit RGB
+            specialist); 1.0 otherwise.
     """
 
     band: str
@@ -70,6 +73,7 @@ class ChannelSource:
     input_band: str | None = None
     gap_nm: float | None = None
     fill_value: float | None = None
+    scale: float = 1.0
 
     @property
     def is_real(self) -> bool:
@@ -81,9 +85,10 @@ class ChannelSource:
         if self.kind == "select":
             return f"{self.band} ← input[{self.input_index}] {self.input_band}"
         if self.kind == "substitute":
+            rescale = f", x{self.scale:.4g} unit rescale" if self.scale != 1.0 else ""
             return (
                 f"{self.band} ← input[{self.input_index}] {self.input_band} "
-                f"(substitute, Δ{self.gap_nm:.1f} nm)"
+                f"(substitute, Δ{self.gap_nm:.1f} nm{rescale})"
             )
         return f"{self.band} ← fill (mean {self.fill_value:.4g})"
 
@@ -420,7 +425,16 @@ def _source_for(
                 best = (gap, i)
         if best is not None:
             gap, i = best
-            return ChannelSource(band.name, "substitute", i, inputs[i].name, gap_nm=gap)
+            from eosfm_cli.bands import unit_scale
+
+            return ChannelSource(
+                band.name,
+                "substitute",
+                i,
+                inputs[i].name,
+                gap_nm=gap,
+                scale=unit_scale(inputs[i], band),
+            )
     return ChannelSource(band.name, "fill", fill_value=float(mean))
 
 
