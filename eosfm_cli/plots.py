@@ -147,7 +147,7 @@ def overlays_png(
                 t = np.asarray(v)
                 if t.ndim == 0:
                     return classes[int(t)] if classes else f"{float(t):.2f}"
-                return ",".join(classes[i] for i in np.flatnonzero(t))[:40] or "-"
+                return ",".join(classes[int(i)] for i in np.flatnonzero(t))[:40] or "-"
 
             ok = "✓" if np.array_equal(np.asarray(truth), np.asarray(pred)) else "✗"
             axes[r][0].set_title(f"{ok} pred {_name(pred)}\ntrue {_name(truth)}", fontsize=8)

@@ -14,6 +14,11 @@ per specialist first, and optionally fused by a 1x1 convolution), so the ensembl
 single timm ``features_only`` encoder with :attr:`EosFM.out_channels` and
 :attr:`EosFM.reductions`.
 
+Frozen specialists can run on a fast path (``compile=True`` and/or ``precision="bf16"``): one
+functional forward per architecture, compiled once and shared by every specialist of that
+architecture (their weights are graph inputs), with the band gather and input normalisation
+fused into the same graph. See :class:`FrozenForward`.
+
 Example:
     >>> from eosfm_cli.models import EosFM
     >>> encoder = EosFM.from_file("ensemble.safetensors", input_bands=["B04", "B03", "B02"])
@@ -23,9 +28,12 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -53,6 +61,7 @@ from eosfm_cli.models.spec import SpecialistSpec
 
 NormalizationType = Literal["batch", "layer"]
 Fusion = Literal["concat", "conv1x1"]
+Precision = Literal["fp32", "bf16"]
 
 _PLAN_OPTIONS = ("min_coverage", "tolerance_nm", "force", "ablate")
 
@@ -82,8 +91,13 @@ class SpecialistInput(nn.Module):
         self.register_buffer("index", index.clone(), persistent=False)
         self.register_buffer("fill_mask", None if mask is None else mask.clone(), False)
         self.register_buffer("fill_values", None if values is None else values.clone(), False)
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), False)
-        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), False)
+        # A substitute on another value scale is converted by folding its unit factor into the
+        # normalisation: (x * s - mean) / std == (x - mean / s) / (std / s).
+        scale = torch.tensor([c.scale for c in plan.channels], dtype=torch.float32)
+        mean = torch.tensor(spec.mean, dtype=torch.float32) / scale
+        std = torch.tensor(spec.std, dtype=torch.float32) / scale
+        self.register_buffer("mean", mean.view(1, -1, 1, 1), False)
+        self.register_buffer("std", std.view(1, -1, 1, 1), False)
         self.identity = plan.is_identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,6 +125,12 @@ class EosFM(nn.Module):
     a trainable head (or the ``conv1x1`` fusion) can use them in autograd. Call the ensemble
     inside ``torch.inference_mode()`` yourself to skip that copy when nothing downstream trains.
 
+    **Fast frozen forward.** ``compile=True`` (or :meth:`compile_specialists`) compiles the
+    frozen specialists with :func:`torch.compile`, one graph per architecture shared by all its
+    specialists, and ``precision="bf16"`` runs them in bfloat16 (features come back in the
+    input's dtype). Both are opt-in and apply to frozen specialists only; the default is the
+    eager fp32 forward. See :class:`FrozenForward` for what is shared and cached.
+
     Args:
         specs: every specialist of the ensemble, in ensemble order.
         state_dicts: their timm ``features_only`` state dicts, in the same order. An entry may
@@ -130,6 +150,10 @@ class EosFM(nn.Module):
         force: specialist name → ``"active"`` or ``"inactive"``, overriding the plan rules.
         check_nan: refuse inputs holding NaN (one reduction per batch; disable when the data
             pipeline guarantees finite values).
+        compile: compile the frozen specialists' forward (the first batch of each input shape
+            pays the compilation; if compilation fails the ensemble warns once and runs eagerly).
+        precision: ``"fp32"`` (the module's own dtype) or ``"bf16"`` for the frozen
+            specialists' forward.
 
     Raises:
         BandError: when no specialist can run on ``input_bands`` (the message gives each
@@ -137,7 +161,8 @@ class EosFM(nn.Module):
         ArtifactError: when weights do not match their declared backbone and ``in_chans``, a
             backbone is unknown to timm, an active specialist has no weights, or the active
             specialists' pyramids have different reductions.
-        ValueError: for an unknown ``normalization_type`` or ``fusion``, or ``fuse_to_mult <= 0``.
+        ValueError: for an unknown ``normalization_type``, ``fusion`` or ``precision``, or
+            ``fuse_to_mult <= 0``.
     """
 
     feature_norms: nn.ModuleList | None
@@ -159,8 +184,12 @@ class EosFM(nn.Module):
         tolerance_nm: float = DEFAULT_TOLERANCE_NM,
         force: Mapping[str, str] | None = None,
         check_nan: bool = True,
+        compile: bool = False,
+        precision: Precision = "fp32",
     ) -> None:
         super().__init__()
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
         if normalization_type not in ("batch", "layer"):
             raise ValueError(
                 f"normalization_type must be 'batch' or 'layer', not {normalization_type!r}"
@@ -261,6 +290,18 @@ class EosFM(nn.Module):
             self.specialists.requires_grad_(False)
             self.specialists.eval()
 
+        self.precision: Precision = precision
+        self.compiled = False
+        self._frozen_forward: FrozenForward | None = None
+        if compile:
+            self.compile_specialists()
+        elif precision != "fp32" and not freeze:
+            warnings.warn(
+                "precision applies to frozen specialists only; these specialists train, so "
+                "they run in the module's dtype (use Lightning's precision for mixed precision)",
+                stacklevel=2,
+            )
+
     # ------------------------------------------------------------------------- construction
 
     @classmethod
@@ -312,6 +353,30 @@ class EosFM(nn.Module):
         model = cls(specs, state_dicts, input_bands, **kwargs)
         model.assumptions = assumptions
         return model
+
+    def compile_specialists(self) -> EosFM:
+        """Compile the frozen specialists' forward, sharing one graph per architecture.
+
+        Compilation is lazy: the first batch of each input shape pays it (tens of seconds on a
+        CPU; the graph is then reused by every specialist of the same architecture, also across
+        ensembles in the process). Later batches smaller than one already compiled are padded
+        up to it, so the last partial batch of a dataset does not trigger a recompilation.
+
+        Has no effect, apart from a warning, on an ensemble whose specialists train
+        (``freeze=False``): compile the whole training module for those.
+
+        Returns:
+            The ensemble itself.
+        """
+        if not self.frozen:
+            warnings.warn(
+                "compile_specialists applies to frozen specialists only; these specialists "
+                "train, so they run eagerly (compile the training module instead)",
+                stacklevel=2,
+            )
+            return self
+        self.compiled = True
+        return self
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the active specialists (only) as a native ensemble file.
@@ -433,13 +498,38 @@ class EosFM(nn.Module):
     ) -> list[list[torch.Tensor]]:
         cropped = x.shape[-2] != height or x.shape[-1] != width
         sizes = [(math.ceil(height / r), math.ceil(width / r)) for r in self.reductions]
-        out = []
-        for prepare, encoder in zip(self.inputs, self.specialists, strict=True):
-            pyramid = list(encoder(prepare(x)))
-            if cropped:
-                pyramid = [f[..., :h, :w] for f, (h, w) in zip(pyramid, sizes, strict=True)]
-            out.append(pyramid)
-        return out
+        if self.frozen and (self.compiled or self.precision != "fp32"):
+            pyramids = self._fast_forward()(
+                x, precision=self.precision, compile=self.compiled, on_fallback=self._fallback
+            )
+        else:
+            pyramids = [
+                list(encoder(prepare(x)))
+                for prepare, encoder in zip(self.inputs, self.specialists, strict=True)
+            ]
+        if cropped:
+            pyramids = [
+                [f[..., :h, :w] for f, (h, w) in zip(pyramid, sizes, strict=True)]
+                for pyramid in pyramids
+            ]
+        return pyramids
+
+    def _fast_forward(self) -> FrozenForward:
+        if self._frozen_forward is None:
+            self._frozen_forward = FrozenForward(
+                list(self.specialists), [cast(SpecialistInput, m) for m in self.inputs]
+            )
+        return self._frozen_forward
+
+    def _fallback(self, error: BaseException) -> None:
+        first = str(error).strip().split("\n")[0][:300]
+        warnings.warn(
+            f"torch.compile failed ({type(error).__name__}: {first}); the specialists run "
+            "eagerly from now on",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        self.compiled = False
 
     # ------------------------------------------------------------------------------ reports
 
@@ -450,8 +540,13 @@ class EosFM(nn.Module):
             f"input bands: {','.join(self.input_bands)}",
             f"{len(self.active_indices)} of {n} specialists active: {', '.join(self.active_names)}",
             f"pyramid: channels {self.out_channels}, reductions {self.reductions}",
-            "",
         ]
+        if self.frozen and (self.compiled or self.precision != "fp32"):
+            mode = "compiled" if self.compiled else "eager"
+            lines.append(f"frozen forward: {mode}, {self.precision}")
+            groups = self._fast_forward().describe(self.active_names)
+            lines.extend(f"  {line}" for line in groups)
+        lines.append("")
         for spec, plan in zip(self.specs, self.plans, strict=True):
             lines.append(plan.explain())
             lines.extend(f"  assumed: {note}" for note in spec.assumed)
@@ -467,6 +562,8 @@ class EosFM(nn.Module):
             f"input_bands={self.input_bands}, active={self.active_names}, "
             f"out_channels={self.out_channels}, reductions={self.reductions}, "
             f"fusion={self.fusion!r}, frozen={self.frozen}"
+            + (f", precision={self.precision!r}" if self.precision != "fp32" else "")
+            + (", compiled=True" if self.compiled else "")
         )
 
 
@@ -535,3 +632,276 @@ def _feature_norm(kind: NormalizationType, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels, affine=False)
     return nn.GroupNorm(1, channels, affine=False)
+
+
+# ------------------------------------------------------------------------ fast frozen forward
+
+
+def _frozen_specialist_forward(
+    template: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    index: torch.Tensor,
+    fill_mask: torch.Tensor,
+    fill_values: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    dtype: torch.dtype,
+) -> list[torch.Tensor]:
+    """One frozen specialist as a pure function of its weights: gather, normalise, encode.
+
+    The same steps as :class:`SpecialistInput` followed by the backbone, written so that every
+    specialist of an architecture traces to the same graph: the weights (``tensors``), the
+    band plan and the statistics are inputs, and the backbone ``template`` lives on the meta
+    device (it only supplies the structure).
+
+    Returns:
+        The feature pyramid, in ``x``'s dtype whatever ``dtype`` it was computed in.
+    """
+    x = torch.where(fill_mask, fill_values, x.index_select(1, index))
+    x = ((x - mean) / std).to(dtype)
+    features = torch.func.functional_call(template, tensors, (x,))
+    return [f.to(mean.dtype) for f in features]
+
+
+_compiled: Callable[..., list[torch.Tensor]] | None = None
+
+
+def _compiled_forward() -> Callable[..., list[torch.Tensor]]:
+    # One compiled function for the process: dynamo keeps one graph per architecture, shape
+    # and dtype, whichever ensemble or specialist the weights come from.
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(_frozen_specialist_forward, dynamic=False)
+    return _compiled
+
+
+@dataclass
+class _Member:
+    """Where a specialist sits in the fast forward."""
+
+    group: int
+    template: nn.Module
+    width: int
+    padded: tuple[str, ...]
+
+
+class FrozenForward:
+    """The fast forward of frozen specialists, shared graph per architecture.
+
+    Specialists whose modules have the same structure form a group that shares one meta-device
+    template, so one compiled graph serves them all: their weights are graph inputs, not
+    constants. Specialists of a group that differ only in their input channels (a 3-band and a
+    13-band ConvNeXt) still share the graph: the narrower stems are zero-padded to the group's
+    widest input, and the padded input channels are filled with exact zeros, so the features
+    are unchanged (the padding costs a few percent more FLOPs in the stem).
+
+    Derived tensors (padded stems, bf16 copies, padded band-plan buffers) are cached per device
+    and dtype, and rebuilt when a weight's storage or version changes. With compilation, a
+    batch smaller than one already compiled for the same input shape is zero-padded up to it
+    (frozen specialists run in eval mode, so samples do not interact), so the last partial
+    batch of a dataset reuses the graph instead of compiling another.
+
+    Args:
+        encoders: the frozen specialists, in ensemble order.
+        inputs: their input modules (band plan and statistics), in the same order.
+    """
+
+    def __init__(self, encoders: Sequence[nn.Module], inputs: Sequence[SpecialistInput]) -> None:
+        self.encoders = list(encoders)
+        self.inputs = list(inputs)
+        self.members = _group_members(self.encoders, [int(i.index.numel()) for i in self.inputs])
+        self._cache: dict[int, tuple[tuple[Any, ...], tuple[torch.Tensor | Any, ...]]] = {}
+        self._batch_sizes: dict[tuple[Any, ...], set[int]] = {}
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        *,
+        precision: Precision = "fp32",
+        compile: bool = False,
+        on_fallback: Callable[[BaseException], None] | None = None,
+    ) -> list[list[torch.Tensor]]:
+        """Run every specialist on ``x`` (padded raw input, the ensemble's dtype).
+
+        Args:
+            x: ``[B, Cin, H, W]`` raw input, spatially padded to the pyramid's largest reduction.
+            precision: ``"fp32"`` (``x``'s dtype) or ``"bf16"``.
+            compile: use the compiled graph.
+            on_fallback: called once with the error when compilation fails; the remaining
+                specialists then run eagerly (and so does the rest of this batch).
+
+        Returns:
+            One feature pyramid per specialist, in ``x``'s dtype.
+        """
+        dtype = torch.bfloat16 if precision == "bf16" else x.dtype
+        batch = x.shape[0]
+        if compile:
+            x = self._pad_batch(x, dtype)
+            if x.is_inference():
+                # The weights are ordinary tensors; an inference-mode input would make dynamo
+                # compile a second graph for the other kind of tensor.
+                with torch.inference_mode(False):
+                    x = x.clone()
+        out = []
+        for i, member in enumerate(self.members):
+            tensors, *plan = self._prepared(i, x, dtype)
+            args = (member.template, tensors, x, *plan, dtype)
+            if compile:
+                try:
+                    features = _compiled_forward()(*args)
+                except torch.OutOfMemoryError:
+                    raise
+                except Exception as error:
+                    if on_fallback is not None:
+                        on_fallback(error)
+                    compile = False
+                    features = _frozen_specialist_forward(*args)
+            else:
+                features = _frozen_specialist_forward(*args)
+            if x.shape[0] != batch:
+                features = [f[:batch] for f in features]
+            out.append(list(features))
+        return out
+
+    def describe(self, names: Sequence[str]) -> list[str]:
+        """Return one line per shared graph: its specialists and input width."""
+        lines = []
+        for group in sorted({m.group for m in self.members}):
+            members = [(n, m) for n, m in zip(names, self.members, strict=True) if m.group == group]
+            width = members[0][1].width
+            padded = [n for n, m in members if m.padded]
+            note = f"; stems zero-padded: {', '.join(padded)}" if padded else ""
+            lines.append(
+                f"graph {group}: {', '.join(n for n, _ in members)} ({width} input channels{note})"
+            )
+        return lines
+
+    def _pad_batch(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        key = (tuple(x.shape[1:]), x.dtype, x.device, dtype)
+        seen = self._batch_sizes.setdefault(key, set())
+        batch = x.shape[0]
+        larger = [b for b in seen if b > batch]
+        if batch in seen or not larger:
+            seen.add(batch)
+            return x
+        extra = x.new_zeros((min(larger) - batch, *x.shape[1:]))
+        return torch.cat([x, extra])
+
+    def _prepared(self, i: int, x: torch.Tensor, dtype: torch.dtype) -> tuple[Any, ...]:
+        encoder, prepare, member = self.encoders[i], self.inputs[i], self.members[i]
+        named = [*encoder.named_parameters(), *encoder.named_buffers()]
+        sources = [t for _, t in named] + [prepare.index, prepare.mean, prepare.std]
+        sources += [t for t in (prepare.fill_mask, prepare.fill_values) if t is not None]
+        key = (x.device, x.dtype, dtype, *((t.data_ptr(), t._version) for t in sources))
+        cached = self._cache.get(i)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.inference_mode(False):  # ordinary tensors, like the weights themselves
+            prepared = self._derive(named, prepare, member, x, dtype)
+        self._cache[i] = (key, prepared)
+        return prepared
+
+    @staticmethod
+    def _derive(
+        named: Sequence[tuple[str, torch.Tensor]],
+        prepare: SpecialistInput,
+        member: _Member,
+        x: torch.Tensor,
+        dtype: torch.dtype,
+    ) -> tuple[Any, ...]:
+        width, channels = member.width, int(prepare.index.numel())
+        tensors = {}
+        for name, tensor in named:
+            t = tensor.detach()
+            if name in member.padded:
+                shape = list(t.shape)
+                shape[1] = width - shape[1]
+                t = torch.cat([t, t.new_zeros(shape)], dim=1)
+            if t.is_floating_point():
+                t = t.to(dtype)
+            tensors[name] = t
+
+        def padded(t: torch.Tensor | None, like: torch.Tensor, pad: float | bool) -> torch.Tensor:
+            flat = like if t is None else t.reshape(-1).to(like.dtype)
+            return torch.cat([flat, like.new_full((width - channels,), pad)])
+
+        device = x.device
+        no_fill = torch.zeros(channels, dtype=torch.bool, device=device)
+        zeros = torch.zeros(channels, dtype=x.dtype, device=device)
+        view = (1, width, 1, 1)
+        return (
+            tensors,
+            padded(prepare.index, prepare.index, 0),
+            padded(prepare.fill_mask, no_fill, True).view(view),
+            padded(prepare.fill_values, zeros, 0.0).view(view),
+            padded(prepare.mean, zeros, 0.0).view(view),
+            padded(prepare.std, zeros, 1.0).view(view),
+        )
+
+
+def _group_members(encoders: Sequence[nn.Module], channels: Sequence[int]) -> list[_Member]:
+    """Group specialists by module structure; zero-pad stems within a group when possible."""
+    by_structure: dict[tuple[Any, ...], list[int]] = {}
+    for i, encoder in enumerate(encoders):
+        structure = tuple((n, type(m).__qualname__) for n, m in encoder.named_modules())
+        keys = tuple(n for n, _ in (*encoder.named_parameters(), *encoder.named_buffers()))
+        by_structure.setdefault((type(encoder).__qualname__, structure, keys), []).append(i)
+
+    members: dict[int, _Member] = {}
+    group = 0
+    for indices in by_structure.values():
+        widest = max(indices, key=lambda i: channels[i])
+        width = channels[widest]
+        template = _meta_template(encoders[widest])
+        reference = _shapes(encoders[widest])
+        for i in indices:
+            padded = _padded_inputs(encoders[i], reference, channels[i], width, template)
+            if padded is None:  # cannot share: its own graph
+                members[i] = _Member(-1, _meta_template(encoders[i]), channels[i], ())
+            else:
+                members[i] = _Member(group, template, width, padded)
+        group += 1
+    for i in sorted(members):
+        if members[i].group < 0:
+            members[i].group = group
+            group += 1
+    return [members[i] for i in range(len(encoders))]
+
+
+def _meta_template(encoder: nn.Module) -> nn.Module:
+    template = copy.deepcopy(encoder).to(device="meta")
+    template.requires_grad_(False)
+    return template.eval()
+
+
+def _shapes(encoder: nn.Module) -> dict[str, torch.Size]:
+    return {n: t.shape for n, t in (*encoder.named_parameters(), *encoder.named_buffers())}
+
+
+def _padded_inputs(
+    encoder: nn.Module,
+    reference: Mapping[str, torch.Size],
+    channels: int,
+    width: int,
+    template: nn.Module,
+) -> tuple[str, ...] | None:
+    """Names of the weights to zero-pad for ``encoder`` to run as ``template``, or ``None``.
+
+    Only plain convolutions reading the input channels (dim 1 of the weight equals the
+    specialist's channel count, and the template's equals ``width``) can be padded.
+    """
+    padded = []
+    for name, shape in _shapes(encoder).items():
+        ref = reference[name]
+        if shape == ref:
+            continue
+        if len(shape) != len(ref) or len(shape) < 2 or shape[1] != channels or ref[1] != width:
+            return None
+        if shape[:1] != ref[:1] or shape[2:] != ref[2:] or not name.endswith(".weight"):
+            return None
+        owner = template.get_submodule(name.rsplit(".", 1)[0])
+        if not isinstance(owner, nn.Conv2d) or owner.groups != 1:
+            return None
+        padded.append(name)
+    return tuple(padded)
