@@ -9,14 +9,15 @@ The head is built without training: one random-weight ``convnextv2_atto`` S2_ALL
 ensemble file and a segmentation head (6 classes, UPerNet width 64) saved as a head run. One
 specialist and a decoder narrower than the default 128 keep the bench within a few minutes on two
 cores (the specialists take ~80 % of the time); memory is dominated by the torch/timm import and
-the batch's activations, neither of which depends on the raster size. The rasters are
-tiled, deflate-compressed GeoTIFFs written 256 rows at a time. predict runs with its defaults:
-tiles of 256 px, overlap 32, batches of 8, a uint8 class map.
+the batch's activations, neither of which depends on the raster size. The rasters are tiled,
+deflate-compressed GeoTIFFs written 256 rows at a time. predict runs with its defaults: tiles
+of 256 px, overlap 32, batches of 8, a uint8 class map.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -193,8 +194,8 @@ def run() -> dict[str, dict[str, Any]]:
                 f"tiled GeoTIFFs; {big['tiles']} tiles at {big['tiles_per_second']:.2f} tiles/s "
                 f"and {small['tiles']} tiles at {small['tiles_per_second']:.2f} tiles/s; "
                 f"{len(SPECIALISTS)} random-weight convnextv2_atto specialist(s) + UPerNet-64 "
-                "segmentation head, "
-                "tile 256, overlap 32, batch 8, uint8 class map, CPU"
+                "segmentation head, tile 256, overlap 32, batch 8, uint8 class map, CPU "
+                f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})"
             ),
         }
     }

@@ -333,6 +333,13 @@ def predict(
     raster: Annotated[Path, typer.Argument(help="Input GeoTIFF.")],
     run: Annotated[str | None, typer.Option(help="Head run to apply.")] = None,
     output: Annotated[Path | None, typer.Option(help="Output GeoTIFF.")] = None,
+    tile: Annotated[int, typer.Option(help="Tile size in pixels (multiple of 32).")] = 256,
+    overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Tiles per batch.")] = 8,
+    probabilities: Annotated[
+        bool, typer.Option(help="Write class probabilities instead of a class map.")
+    ] = False,
+    ensemble: Annotated[Path | None, typer.Option(help="Ensemble file of the head.")] = None,
     profile: ProfileOpt = DEFAULT_PROFILE,
     workspace: WorkspaceOpt = None,
     root: RootOpt = None,
@@ -346,7 +353,17 @@ def predict(
     from eosfm_cli.stages.predict import predict as stage
 
     ctx = _ctx(profile, set_, workspace, root, dry_run, wait)
-    stage(ctx, raster=raster, run=run, output=output)
+    stage(
+        ctx,
+        raster=raster,
+        run=run,
+        output=output,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        probabilities=probabilities,
+        ensemble=ensemble,
+    )
 
 
 @app.command("emissions-report", rich_help_panel=PANEL_PIPELINE)

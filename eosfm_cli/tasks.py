@@ -61,6 +61,24 @@ def dice_loss(
     return 1.0 - ((2 * inter + eps) / (denom + eps)).mean()
 
 
+def warmup_cosine(opt: torch.optim.Optimizer, max_epochs: int) -> dict[str, Any]:
+    """Per-epoch schedule: linear warm-up (5 % of the epochs, at least 1), then cosine decay."""
+    epochs = max(1, int(max_epochs))
+    warm = max(1, epochs // 20) if epochs > 2 else 0
+    if not warm:
+        sched: Any = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    else:
+        sched = torch.optim.lr_scheduler.SequentialLR(
+            opt,
+            [
+                torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=warm),
+                torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs - warm)),
+            ],
+            milestones=[warm],
+        )
+    return {"scheduler": sched, "interval": "epoch"}
+
+
 class EOTask(pl.LightningModule):
     """Base task: a normaliser, a timm encoder, a head, a loss and metrics.
 
@@ -270,15 +288,12 @@ class EOTask(pl.LightningModule):
         self._eval_epoch_end("test")
 
     def configure_optimizers(self) -> Any:
-        """AdamW with a cosine schedule over ``max_epochs``."""
+        """AdamW; linear warm-up over the first 5 % of epochs (at least one), then cosine."""
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(
             params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
         )
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=max(1, int(self.hparams["max_epochs"]))
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        return {"optimizer": opt, "lr_scheduler": warmup_cosine(opt, self.hparams["max_epochs"])}
 
     def encoder_state_dict(self) -> dict[str, Tensor]:
         """The encoder's weights with plain timm keys."""

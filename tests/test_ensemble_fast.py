@@ -86,6 +86,22 @@ def test_shared_graph_pads_narrow_stems_and_matches_eager(mixed: Mixed) -> None:
         assert max_abs(g, w) <= 1e-5
 
 
+def test_cross_scale_substitutes_keep_their_unit_rescale() -> None:
+    """An 8-bit aerial RGB specialist on S2 reflectance: the rescale folded into its stats."""
+    aerial = make_spec("aerial", ["R", "G", "B"], backbone="test_convnext", seed=5)
+    aerial.mean = [110.0, 100.0, 90.0]
+    aerial.std = [40.0, 35.0, 30.0]
+    s2 = make_spec("s2", S2_ALL, backbone="test_convnext", seed=6)
+    specs = [aerial, s2]
+    states = [make_weights(s, i) for i, s in enumerate(specs)]
+    encoder = EosFM(specs, states, S2_ALL)
+    assert "unit rescale" in encoder.explain()
+    x = raw_input(S2_ALL, [s2])
+    want = encoder.specialist_features(x)
+    for got, ref in zip(fast_features(encoder, x), want, strict=True):
+        assert max_abs(got, ref) <= 1e-5
+
+
 def test_different_architectures_get_their_own_graphs() -> None:
     convnext = make_spec("atto", ["B04", "B03", "B02"], seed=4)
     resnet = make_spec("r18", ["B08", "B04", "B03"], backbone="resnet18", out_indices=[1, 2, 3, 4])

@@ -74,7 +74,8 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """GeoTIFFs with the head's four bands, cut from a generated large scene.
 
     ``scene``: 200 x 300; ``square``: 256 x 256 (one tile); ``tall``: 352 x 96 (seven tile rows
-    of 64 px, so that finished rows are written in more than one 256-row block).
+    of 64 px, so that finished rows are written in more than one 256-row block); ``small``:
+    96 x 96 (four tiles of 64 px).
     """
     root = generate(tmp_path_factory.mktemp("syn"), n=1, size=8, seed=3, large=640)
     idx = [S2_BANDS.index(b) + 1 for b in BANDS]
@@ -84,6 +85,7 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             ("scene", Window(10, 20, 300, 200)),
             ("square", Window(300, 300, 256, 256)),
             ("tall", Window(400, 50, 96, 352)),
+            ("small", Window(0, 400, 96, 96)),
         ):
             out[name] = root / f"{name}.tif"
             data = src.read(idx, window=window)
@@ -224,7 +226,9 @@ def test_blended_tiles_equal_an_in_memory_reference(
     np.testing.assert_allclose(_read(out), sums / weights, atol=1e-4)
 
 
-def test_tiled_prediction_is_close_to_a_whole_raster_forward(head_ws: Path, scene: Path) -> None:
+def test_tiled_prediction_is_close_to_a_whole_raster_forward(
+    head_ws: Path, seg_model: torch.nn.Module, scene: Path
+) -> None:
     """Tiles see less context than the whole raster, so this agreement is approximate.
 
     The UPerNet decoder's pyramid pooling and group norms use statistics of the whole input,
@@ -248,44 +252,35 @@ def test_tiled_prediction_is_close_to_a_whole_raster_forward(head_ws: Path, scen
     assert (head_ws / "p" / "probs.png").is_file()
 
 
-def test_class_map_default_output_preview_and_manifest(head_ws: Path, scene: Path) -> None:
-    out = predict(_ctx(head_ws), scene, tile=128, overlap=32, batch_size=2)
-    assert out == head_ws / "predictions" / f"scene-{RUN}.tif"
-    with rasterio.open(out) as dst, rasterio.open(scene) as src:
-        assert dst.dtypes[0] == "uint8" and dst.nodata == 255 and dst.count == 1
-        assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
-        classes = dst.read(1)
-        assert dst.colormap(1)[0][:3] != dst.colormap(1)[1][:3]
-    assert classes.max() < 6
-    png = out.with_suffix(".png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    runs = _ctx(head_ws).workspace.runs("predict")
-    last = runs[-1]
-    assert last["status"] == "ok" and last["head"] == RUN and last["tiles"] == 6
-    assert last["outputs"] == [f"predictions/scene-{RUN}.tif", f"predictions/scene-{RUN}.png"]
-    assert any(len(v) == 64 for v in last["inputs"].values())  # sha256 of the small raster
-    assert not _leftovers(head_ws / "predictions")
-
-
-def test_nodata_pixels_become_output_nodata(head_ws: Path, tmp_path: Path) -> None:
+def test_class_map_with_nodata_default_output_preview_and_manifest(head_ws: Path) -> None:
     rng = np.random.default_rng(0)
     data = rng.uniform(200, 3000, (4, 128, 192)).astype(np.float32)
     data[:, :64, :64] = np.nan  # a whole tile of NaN: never run
     data[:, 100:110, 100:120] = -9999.0  # the declared nodata value in every band
     data[0, 80:90, 150:170] = np.nan  # one band missing: still predicted
-    path = tmp_path / "holes.tif"
-    _write(path, data, "EPSG:32631", Affine(10, 0, 0, 0, -10, 0), BANDS, nodata=-9999.0)
-    out = predict(_ctx(head_ws), path, output=tmp_path / "holes-pred.tif", tile=64, overlap=16)
-    assert out is not None
+    path = head_ws.parent / "holes.tif"
+    transform = Affine(10, 0, 500_000, 0, -10, 4_000_000)
+    _write(path, data, "EPSG:32631", transform, BANDS, nodata=-9999.0)
+    out = predict(_ctx(head_ws), path, tile=64, overlap=16, batch_size=2)
+    assert out == head_ws / "predictions" / f"holes-{RUN}.tif"
     with rasterio.open(out) as dst:
+        assert dst.dtypes[0] == "uint8" and dst.nodata == 255 and dst.count == 1
+        assert (dst.crs.to_epsg(), dst.transform, dst.shape) == (32631, transform, (128, 192))
+        assert dst.colormap(1)[0][:3] != dst.colormap(1)[1][:3]
         classes = dst.read(1)
     assert (classes[:64, :64] == 255).all()
     assert (classes[100:110, 100:120] == 255).all()
     assert (classes[80:90, 150:170] < 6).all()
-    assert (classes[64:100, 64:100] < 6).all()
     assert (classes != 255).sum() == 128 * 192 - 64 * 64 - 10 * 20
+    assert classes[classes != 255].max() < 6
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     last = _ctx(head_ws).workspace.runs("predict")[-1]
-    assert last["tiles_skipped"] == 1
+    assert last["status"] == "ok" and last["head"] == RUN
+    assert last["tiles"] == 11 and last["tiles_skipped"] == 1  # 3 rows x 4 columns
+    assert last["outputs"] == [f"predictions/holes-{RUN}.tif", f"predictions/holes-{RUN}.png"]
+    assert any(len(v) == 64 for v in last["inputs"].values())  # sha256 of the small raster
+    assert not _leftovers(head_ws / "predictions")
 
 
 def test_failure_leaves_nothing_partial(
@@ -303,7 +298,7 @@ def test_failure_leaves_nothing_partial(
     monkeypatch.setattr(predict_mod, "tile_outputs", flaky)
     target = head_ws / "failed" / "out.tif"
     with pytest.raises(RuntimeError, match="device lost"):
-        predict(_ctx(head_ws), scene, output=target, tile=128)
+        predict(_ctx(head_ws), scene, output=target, tile=64, batch_size=1)
     assert not target.exists() and not target.with_suffix(".png").exists()
     assert not _leftovers(head_ws / "failed")
     assert _ctx(head_ws).workspace.runs("predict")[-1]["status"] == "failed"
@@ -328,7 +323,7 @@ def other_heads(head_ws: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def test_pooled_and_regression_heads(
     head_ws: Path, other_heads: Path, scenes: dict[str, Path], task: str
 ) -> None:
-    path = scenes["tall"]
+    path = scenes["small"]
     out = predict(
         _ctx(head_ws),
         path,
@@ -348,9 +343,10 @@ def test_pooled_and_regression_heads(
     with torch.inference_mode():
         ref = model(first)[0]
     if task == "classification":
-        # The tile's class probabilities are painted over it; (5, 5) only the first tile covers.
+        # The tile's class probabilities are painted over it; only the first tile covers
+        # the top-left 32 x 32 pixels.
         np.testing.assert_allclose(got[:, 5, 5], torch.softmax(ref, 0).numpy(), atol=1e-5)
-        assert np.allclose(got[:, :40, :20], got[:, :1, :1], atol=1e-5)
+        assert np.allclose(got[:, :32, :32], got[:, :1, :1], atol=1e-5)
     else:
         np.testing.assert_allclose(got[0, :20, :20], ref[0, :20, :20].numpy(), atol=1e-4)
 

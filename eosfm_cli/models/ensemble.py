@@ -16,7 +16,7 @@ single timm ``features_only`` encoder with :attr:`EosFM.out_channels` and
 
 Frozen specialists can run on a fast path (``compile=True`` and/or ``precision="bf16"``): one
 functional forward per architecture, compiled once and shared by every specialist of that
-architecture (their weights are graph inputs), with the band gather and input normalisation
+architecture (their weights are graph inputs), with the band fills and input normalisation
 fused into the same graph. See :class:`FrozenForward`.
 
 Example:
@@ -641,24 +641,24 @@ def _frozen_specialist_forward(
     template: nn.Module,
     tensors: dict[str, torch.Tensor],
     x: torch.Tensor,
-    index: torch.Tensor,
     fill_mask: torch.Tensor,
     fill_values: torch.Tensor,
     mean: torch.Tensor,
     std: torch.Tensor,
     dtype: torch.dtype,
 ) -> list[torch.Tensor]:
-    """One frozen specialist as a pure function of its weights: gather, normalise, encode.
+    """One frozen specialist as a pure function of its weights: fill, normalise, encode.
 
-    The same steps as :class:`SpecialistInput` followed by the backbone, written so that every
-    specialist of an architecture traces to the same graph: the weights (``tensors``), the
-    band plan and the statistics are inputs, and the backbone ``template`` lives on the meta
-    device (it only supplies the structure).
+    The same steps as :class:`SpecialistInput` (after its gather, which the caller does: a
+    gather by a runtime index compiles to a slow per-pixel loop) followed by the backbone,
+    written so that every specialist of an architecture traces to the same graph: the weights
+    (``tensors``), the fills and the statistics are inputs, and the backbone ``template`` lives
+    on the meta device (it only supplies the structure).
 
     Returns:
         The feature pyramid, in ``x``'s dtype whatever ``dtype`` it was computed in.
     """
-    x = torch.where(fill_mask, fill_values, x.index_select(1, index))
+    x = torch.where(fill_mask, fill_values, x)
     x = ((x - mean) / std).to(dtype)
     features = torch.func.functional_call(template, tensors, (x,))
     return [f.to(mean.dtype) for f in features]
@@ -738,15 +738,13 @@ class FrozenForward:
         batch = x.shape[0]
         if compile:
             x = self._pad_batch(x, dtype)
-            if x.is_inference():
-                # The weights are ordinary tensors; an inference-mode input would make dynamo
-                # compile a second graph for the other kind of tensor.
-                with torch.inference_mode(False):
-                    x = x.clone()
         out = []
         for i, member in enumerate(self.members):
-            tensors, *plan = self._prepared(i, x, dtype)
-            args = (member.template, tensors, x, *plan, dtype)
+            tensors, index, *plan = self._prepared(i, x, dtype)
+            # Always a fresh tensor (never the caller's), so that every specialist's input is
+            # the same kind of tensor and dynamo keeps one graph.
+            gathered = x.index_select(1, index)
+            args = (member.template, tensors, gathered, *plan, dtype)
             if compile:
                 try:
                     features = _compiled_forward()(*args)

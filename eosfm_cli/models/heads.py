@@ -84,7 +84,9 @@ class InputNorm(nn.Module):
 
 
 def _gn(channels: int) -> nn.GroupNorm:
-    groups = 32 if channels % 32 == 0 else (16 if channels % 16 == 0 else 1)
+    # At least 4 channels per group, so a 1x1 map (the PPM's pooled branch) still has a
+    # variance to normalise with, whatever the batch size.
+    groups = next((g for g in (32, 16, 8, 4, 2) if channels % g == 0 and channels // g >= 4), 1)
     return nn.GroupNorm(groups, channels)
 
 

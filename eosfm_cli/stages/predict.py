@@ -39,7 +39,7 @@ import difflib
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -288,6 +288,19 @@ def open_source(path: Path, bands: Sequence[str]) -> RasterSource:
     except (RasterioError, OSError) as err:
         raise DataError(f"cannot read the raster ({err})", where=str(path)) from None
     expected = ", ".join(bands)
+    named = _catalog_names(descriptions)
+    if count > len(bands) and named is not None and set(bands) <= set(named):
+        # A multi-band product (e.g. all 13 S2 bands): read just the head's bands, by name.
+        indexes = _indexes_by_name(named, bands)
+        info(f"{path.name}: reading {expected} by name from its {count} bands")
+        return RasterSource(
+            path=path,
+            height=height,
+            width=width,
+            indexes=indexes,
+            nodata=[None if v is None else float(v) for v in (nodatavals[i - 1] for i in indexes)],
+            profile=profile,
+        )
     if count != len(bands):
         raise DataError(
             f"the raster has {count} band(s), the head expects {len(bands)}: {expected}",
@@ -318,6 +331,19 @@ def open_source(path: Path, bands: Sequence[str]) -> RasterSource:
         nodata=[None if v is None else float(v) for v in (nodatavals[i - 1] for i in indexes)],
         profile=profile,
     )
+
+
+def _catalog_names(descriptions: Sequence[str | None]) -> list[str] | None:
+    """Canonical band names from band descriptions, or ``None`` unless all are catalog bands."""
+    from eosfm_cli.bands import canonical
+    from eosfm_cli.errors import BandError
+
+    if not descriptions or not all(descriptions):
+        return None
+    try:
+        return [canonical(str(d)) for d in descriptions]
+    except BandError:
+        return None
 
 
 def _indexes_by_name(names: Sequence[str], bands: Sequence[str]) -> list[int]:
@@ -696,7 +722,7 @@ def run_tiles(
     overlap: int,
     batch_size: int,
     device: torch.device,
-    on_tiles: Any = None,
+    on_tiles: Callable[[int], None] | None = None,
 ) -> PredictStats:
     """Predict the raster tile by tile into an open output dataset.
 
@@ -803,8 +829,9 @@ def predict(
         ctx: the resolved profile and workspace.
         raster: the input GeoTIFF; its bands are the head's input bands, in order.
         run: the head run under ``heads/`` (or a head-run folder); default: the newest.
-        output: the output GeoTIFF (default ``predictions/<raster stem>-<run>.tif``); the
-            preview is written beside it as ``<name>.png``.
+        output: the output GeoTIFF, or a folder for the default name (default
+            ``predictions/<raster stem>-<run>.tif``); the preview is written beside it as
+            ``<name>.png``.
         tile: tile side in pixels, a multiple of 32.
         overlap: pixels shared by neighbouring tiles, blended.
         batch_size: tiles per forward pass.
@@ -839,16 +866,25 @@ def predict(
     from eosfm_cli.models.generalist import read_head_meta
 
     meta = read_head_meta(folder)
-    cfg = meta.get("config", {})
-    task, classes, bands = str(cfg.get("task")), list(cfg.get("classes", [])), cfg["input_bands"]
-    if task not in DENSE + POOLED:
+    cfg = meta.get("config") or {}
+    task, classes = str(cfg.get("task")), [str(c) for c in cfg.get("classes") or []]
+    bands = [str(b) for b in cfg.get("input_bands") or []]
+    if task == "change_detection":
         raise ArtifactError(
-            f"predict cannot apply a {task} head (it needs two dates per pixel)",
+            "predict cannot apply a change_detection head: it needs two dates per pixel",
             where=str(folder / "head.json"),
             hint="use `eosfm evaluate` for change detection, or pass a single-date head",
         )
+    if task not in DENSE + POOLED or not bands:
+        raise ArtifactError(
+            f"predict cannot apply this head (task {task!r}, input bands {bands or 'missing'})",
+            where=str(folder / "head.json"),
+            hint=f"fit a {', '.join(DENSE + POOLED)} head with `eosfm fit-head`",
+        )
     source = open_source(raster, bands)
     out_path = Path(output) if output is not None else default_output(ctx, raster, folder)
+    if out_path.is_dir():
+        out_path = out_path / default_output(ctx, raster, folder).name
     preview_path = out_path.with_suffix(".png")
 
     from eosfm_cli.models.generalist import load_generalist
@@ -874,7 +910,8 @@ def predict(
             ctx.workspace.relative(folder / "head.safetensors"): file_fingerprint(
                 folder / "head.safetensors"
             ),
-            ctx.workspace.relative(str(meta.get("ensemble", ""))): str(
+            # load_generalist checked that this file's sha256 is the recorded one.
+            ctx.workspace.relative(ensemble or str(meta.get("ensemble", ""))): str(
                 meta.get("ensemble_sha256", "")
             ),
         }
