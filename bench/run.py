@@ -68,9 +68,7 @@ def main(argv: list[str]) -> int:
     """Run the benchmarks named in ``argv`` (all when empty)."""
     wanted = set(argv)
     files = sorted(HERE.glob("bench_*.py"))
-    results: dict[str, dict[str, Any]] = {}
-    if RESULTS.is_file():
-        results = json.loads(RESULTS.read_text())
+    fresh: dict[str, dict[str, Any]] = {}
     failed = 0
     for path in files:
         if wanted and path.stem not in wanted:
@@ -87,8 +85,13 @@ def main(argv: list[str]) -> int:
             fig.setdefault("baseline", "")
             fig.setdefault("target", "")
             fig["when"] = when
-            results[name] = fig
+            fresh[name] = fig
             print(f"   {name}: {_fmt(fig['value'])} {fig.get('unit', '')}", flush=True)
+    # Read the file again just before writing: another bench run may have finished meanwhile.
+    results: dict[str, dict[str, Any]] = {}
+    if RESULTS.is_file():
+        results = json.loads(RESULTS.read_text())
+    results.update(fresh)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     MARKDOWN.write_text(render(results))
     print(f"wrote {RESULTS.relative_to(HERE.parent)} and {MARKDOWN.relative_to(HERE.parent)}")

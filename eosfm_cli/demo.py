@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workspace", default="workspace")
     parser.add_argument("--data", default="data/synthetic")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--head-epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--head-epochs", type=int, default=20)
     args = parser.parse_args(argv)
 
     from eosfm_cli.stages.common import resolve
@@ -76,10 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         export_ensemble(base)
         console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
 
-        head_sets = [f"trainer.max_epochs={args.head_epochs}", "trainer.lr=0.003"]
-        t = _step("4. select encoders (K=2, learned gates) on synthetic_seg with B02,B03,B04,B08")
+        head_sets = [
+            f"trainer.max_epochs={args.head_epochs}",
+            "trainer.lr=0.003",
+            "trainer.batch_size=8",
+        ]
+        t = _step("4. select encoders (K=1, learned gates) on synthetic_seg with B02,B03,B04,B08")
         sel_ctx = resolve(profile, head_sets, root=data, workspace=args.workspace)
-        select_encoders(sel_ctx, k=2)
+        select_encoders(sel_ctx, k=1)
         console.print(f"[dim]{time.perf_counter() - t:.1f} s[/dim]")
 
         t = _step("5a. fit a segmentation head (all specialists, frozen, cached features)")

@@ -54,6 +54,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.registry import BEN19_CLASSES
 from eosfm_cli.errors import DataError
 
 #: The 12 Sentinel-2 L2A bands of BigEarthNet (no B10), by file suffix.
@@ -69,27 +70,7 @@ ALL_BANDS: tuple[str, ...] = (*S1_BANDS, *S2_BANDS)
 GRID = 120
 
 #: The 19-class nomenclature (Sumbul et al., 2021), in its official order.
-CLASSES: tuple[str, ...] = (
-    "Urban fabric",
-    "Industrial or commercial units",
-    "Arable land",
-    "Permanent crops",
-    "Pastures",
-    "Complex cultivation patterns",
-    "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas",
-    "Broad-leaved forest",
-    "Coniferous forest",
-    "Mixed forest",
-    "Natural grassland and sparsely vegetated areas",
-    "Moors, heathland and sclerophyllous vegetation",
-    "Transitional woodland, shrub",
-    "Beaches, dunes, sands",
-    "Inland wetlands",
-    "Coastal wetlands",
-    "Inland waters",
-    "Marine waters",
-)
+CLASSES: tuple[str, ...] = BEN19_CLASSES
 
 #: The official 43 -> 19 mapping, from the CORINE names of the v1 metadata files to the
 #: 19-class names. ``None``: the class has no counterpart in the 19-class nomenclature (the

@@ -153,7 +153,9 @@ class EosFM(nn.Module):
         compile: compile the frozen specialists' forward (the first batch of each input shape
             pays the compilation; if compilation fails the ensemble warns once and runs eagerly).
         precision: ``"fp32"`` (the module's own dtype) or ``"bf16"`` for the frozen
-            specialists' forward.
+            specialists' forward (bf16 weights and activations, features returned in the
+            input's dtype, about 1% relative error). On a CPU it pays off when compiled; eager
+            bf16 is no faster than fp32 there.
 
     Raises:
         BandError: when no specialist can run on ``input_bands`` (the message gives each
