@@ -290,9 +290,12 @@ def _measure() -> dict[str, dict[str, Any]]:
             "note": f"EosFM(compile=True), fp32: {sps['fp32']:.1f} samples/s; max abs feature "
             f"error vs naive {fp32_err:.2e} ({'ok' if fp32_ok else 'TOO LARGE'}); compile "
             f"{fp32_compile_s:.1f} s (cold cache), {shared}; best of {ROUNDS} interleaved "
-            f"rounds (std: spread of per-round ratios); the compiled fp32 forward is bound by "
-            f"the convolutions (oneDNN, near this CPU's fp32 matmul rate), so fp32 cannot "
-            f"reach 3x here: see ensemble_features_gflops; {setting}",
+            f"rounds (std: spread of per-round ratios); target missed: profiled at 1 thread, "
+            f"the oneDNN convolutions take about two thirds of the compiled fp32 forward and "
+            f"run at the same speed as in the eager baseline, so even with every other kernel "
+            f"free fp32 would stay near 3x (tried: inductor freezing, slower in fp32; bf16, "
+            f"next figure); "
+            f"{setting}",
         },
         "ensemble_features_bf16_vs_naive": {
             "value": round(bf16_ratio, 2),
@@ -305,7 +308,13 @@ def _measure() -> dict[str, dict[str, Any]]:
             f"relative feature error vs the fp32 naive features {bf16_err:.2e} (max abs error "
             f"/ max abs value, worst level); bf16 weights and activations, features returned "
             f"in fp32; CPU capability {capability} with avx512_bf16 (no AMX on this CPU); "
-            f"compile {bf16_compile_s:.1f} s; {setting}",
+            f"compile {bf16_compile_s:.1f} s; target missed: about half of the bf16 forward is "
+            f"convolutions near the bf16 matmul rate and half the fused LayerNorm/GELU/GRN "
+            f"kernels; tried: bf16 autocast inside the graph (slower than bf16 weights), "
+            f"inductor freezing (weights as constants: ~15% faster but one compile per "
+            f"specialist, no graph sharing), max-autotune (no gain); the input gather was moved "
+            f"out of the graph (compiled, it was a per-pixel loop taking ~17% of the time); "
+            f"{setting}",
         },
         "ensemble_features_10k_end_to_end_vs_naive": {
             "value": round(e2e_ratio, 2),

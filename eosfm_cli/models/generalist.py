@@ -88,19 +88,39 @@ class Generalist(nn.Module):
         """Names of the specialists the encoder runs."""
         return list(self.encoder.active_names)  # type: ignore[arg-type]
 
+    @property
+    def levels(self) -> list[int]:
+        """Pyramid levels the head reads: the deepest for pooled heads, all for dense ones."""
+        n = len(self.encoder.out_channels)  # type: ignore[arg-type]
+        return [n - 1] if self.cfg.task in ("classification", "multilabel") else list(range(n))
+
     def specialist_features(self, x: Tensor) -> list[list[Tensor]]:
-        """Per-specialist pyramids of a raw input batch."""
-        return self.encoder.specialist_features(x)  # type: ignore[no-any-return, operator]
+        """Per-specialist pyramids of a raw input batch, restricted to :attr:`levels`."""
+        feats = self.encoder.specialist_features(x)  # type: ignore[operator]
+        levels = self.levels
+        return [[pyr[lv] for lv in levels] for pyr in feats]
 
     def _gated_fuse(
         self, feats: list[list[Tensor]], drop: frozenset[int] = frozenset()
     ) -> list[Tensor]:
+        """Gate, normalise, concatenate and fuse features of :attr:`levels`."""
         if self.gates is not None:
             w = self.gates()
             feats = [[f * w[i] for f in pyr] for i, pyr in enumerate(feats)]
         if drop:
             feats = [[f * 0 for f in pyr] if i in drop else pyr for i, pyr in enumerate(feats)]
-        return self.encoder.fuse(feats)  # type: ignore[no-any-return, operator]
+        norms = getattr(self.encoder, "feature_norms", None)
+        fusion = getattr(self.encoder, "fusion_layers", None)
+        out = []
+        for j, level in enumerate(self.levels):
+            parts = [pyr[j] for pyr in feats]
+            if norms is not None:
+                parts = [per_spec[level](p) for per_spec, p in zip(norms, parts, strict=True)]
+            fused = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            if fusion is not None:
+                fused = fusion[level](fused)
+            out.append(fused)
+        return out
 
     def head_forward(
         self,

@@ -267,6 +267,7 @@ def fit_head(
             "root": str(root.resolve()),
             "bands": bands,
             "split_seed": ctx.profile.data.split_seed,
+            "levels": model.levels,
             "options": {
                 k2: v
                 for k2, v in cfg.ensemble_options.items()
@@ -304,6 +305,34 @@ def fit_head(
     return result
 
 
+def feature_loader(ds: Any, batch_size: int, num_workers: int, shuffle: bool, seed: int) -> Any:
+    """A loader over cached features (whole batches per read) or raw samples."""
+    import torch
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+    from eosfm_cli.training import make_loader
+
+    if not hasattr(ds, "get_batch"):
+        return make_loader(ds, batch_size, num_workers, shuffle, seed)
+
+    class _Batches(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return len(ds)
+
+        def __getitem__(self, indices: list[int]) -> dict[str, Any]:
+            return ds.get_batch(indices)  # type: ignore[no-any-return]
+
+    gen = torch.Generator().manual_seed(seed)
+    base = (
+        RandomSampler(range(len(ds)), generator=gen)
+        if shuffle
+        else SequentialSampler(range(len(ds)))
+    )
+    return DataLoader(
+        _Batches(), batch_size=None, sampler=BatchSampler(base, batch_size, drop_last=False)
+    )
+
+
 def _scalar(m: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in m.items() if isinstance(v, float)}
 
@@ -320,7 +349,7 @@ def train_head(
     from lightning.pytorch.callbacks import RichProgressBar
 
     from eosfm_cli.tasks import head_task
-    from eosfm_cli.training import make_loader, quiet_lightning
+    from eosfm_cli.training import quiet_lightning
 
     quiet_lightning(Verbosity.verbose)
     t = ctx.profile.trainer
@@ -382,8 +411,8 @@ def train_head(
     start = time.perf_counter()
     trainer.fit(
         module,
-        make_loader(data["train"], bs, nw, True, seed),
-        make_loader(data["val"], bs, nw, False, seed),
+        feature_loader(data["train"], bs, nw, True, seed),
+        feature_loader(data["val"], bs, nw, False, seed),
     )
     if trainer.interrupted:
         raise KeyboardInterrupt
@@ -393,7 +422,7 @@ def train_head(
     metrics = {}
     for split in ("val", "test"):
         fn = trainer.validate if split == "val" else trainer.test
-        fn(module, make_loader(data[split], bs, nw, False, seed), verbose=False)
+        fn(module, feature_loader(data[split], bs, nw, False, seed), verbose=False)
         metrics[split] = dict(module.epoch_metrics.get(split, {}))
     gates: dict[str, Any] = {}
     if model.gates is not None:

@@ -96,10 +96,9 @@ def select_encoders(
 def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -> dict[str, Any]:
     from eosfm_cli.models.ensemble_file import load_ensemble, save_ensemble
     from eosfm_cli.models.generalist import load_generalist
-    from eosfm_cli.stages.fit_head import prepare_features
+    from eosfm_cli.stages.fit_head import feature_loader, prepare_features
     from eosfm_cli.stages.train_specialist import load_splits
     from eosfm_cli.tasks import head_task
-    from eosfm_cli.training import make_loader
     from eosfm_cli.workspace import atomic_write_json, sha256_file
 
     folder = ctx.workspace.path("heads", run_name)
@@ -134,6 +133,7 @@ def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -
             "root": str(Path(meta["root"]).resolve()),
             "bands": model.cfg.input_bands,
             "split_seed": ctx.profile.data.split_seed,
+            "levels": model.levels,
             "options": {
                 k2: v
                 for k2, v in model.cfg.ensemble_options.items()
@@ -152,7 +152,7 @@ def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -
             max_epochs=1,
         )
         monitor = module.monitor.split("/", 1)[1]
-        loader = make_loader(data["val"], ctx.profile.trainer.batch_size, 0, False, 0)
+        loader = feature_loader(data["val"], ctx.profile.trainer.batch_size, 0, False, 0)
         full = score_split(module, loader)[monitor]
         names = model.active_names
         selected = model.gates.selected()
