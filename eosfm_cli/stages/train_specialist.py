@@ -319,11 +319,21 @@ def _fit(
         monitor=model.monitor,
         mode=model.monitor_mode,
         save_top_k=1,
-        save_last=True,
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
-    callbacks: list[Any] = [best_cb]
+    # Lightning's save_last only refreshes last.ckpt when a top-k checkpoint is saved; a
+    # second, unmonitored callback writes the latest state at the end of every epoch.
+    last_cb = ModelCheckpoint(
+        dirpath=folder,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    callbacks: list[Any] = [best_cb, last_cb]
     if not Verbosity.quiet:
         callbacks.append(RichProgressBar(leave=False))
     loggers: list[Any] = [CSVLogger(save_dir=folder, name="logs", version="")]
@@ -376,14 +386,30 @@ def _fit(
 def model_metrics(
     trainer: Any, model: Any, ds: Any, split: str, ckpt: str, ctx: StageContext
 ) -> dict[str, Any]:
-    """Evaluate the best checkpoint on one split and return the task's metrics."""
+    """Evaluate the best checkpoint on one split and return the task's metrics.
+
+    A separate callback-free Trainer runs the evaluation: the fitting Trainer's checkpoint
+    callback would otherwise save ``last.ckpt`` again from the restored best weights.
+    """
+    import lightning.pytorch as pl
+
+    from eosfm_cli.models.checkpoints import load_checkpoint_file
     from eosfm_cli.training import make_loader
 
-    dl = make_loader(
-        ds, ctx.profile.trainer.batch_size, ctx.profile.trainer.num_workers, False, ctx.profile.seed
+    model.load_state_dict(load_checkpoint_file(ckpt)["state_dict"])
+    t = ctx.profile.trainer
+    dl = make_loader(ds, t.batch_size, t.num_workers, False, ctx.profile.seed)
+    evaluator = pl.Trainer(
+        accelerator=t.accelerator,
+        devices=1,
+        precision=t.precision,  # type: ignore[arg-type]
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
     )
-    fn = trainer.validate if split == "val" else trainer.test
-    fn(model, dl, ckpt_path=ckpt, verbose=False)
+    fn = evaluator.validate if split == "val" else evaluator.test
+    fn(model, dl, verbose=False)
     return dict(model.epoch_metrics.get(split, {}))
 
 
