@@ -49,3 +49,20 @@ def test_thirteen_bands_with_b8a_last() -> None:
     np.testing.assert_array_equal(sample["image"].numpy(), raw.astype(np.float32))
     b8a = build(request("val", ("B8A",)))[0]["image"][0].numpy()
     np.testing.assert_array_equal(b8a, raw[12].astype(np.float32))
+
+
+@pytest.mark.shared
+def test_eurosat100_loads_through_the_eurosat_s2_profile(eurosat100: Path) -> None:
+    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.stages.train_specialist import build_splits
+
+    repo = Path(__file__).resolve().parents[1]
+    ctx = resolve(repo / "profiles" / "default.yaml", dataset="eurosat_s2", root=eurosat100)
+    spec, splits, root = build_splits(ctx)
+    assert spec.name == "eurosat_s2" and root == eurosat100
+    assert {k: len(v) for k, v in splits.items()} == {"train": 60, "val": 20, "test": 20}
+    assert ctx.profile.dataset is not None and ctx.profile.dataset.bands[-1] == "B8A"
+    direct = build(DatasetRequest("eurosat_s2", eurosat100, "test", BAND_SETS["S2_ALL"]))
+    for i in (0, 7, 19):
+        assert torch.equal(splits["test"][i]["image"], direct[i]["image"])
+        assert int(splits["test"][i]["label"]) == int(direct[i]["label"])
