@@ -178,6 +178,22 @@ BAND_SETS: dict[str, tuple[str, ...]] = {
         "B12",
         "B8A",
     ),
+    # All 13 bands in wavelength order (B8A after B08), as in SEN12MS and OSCD.
+    "S2_WAVELENGTH": (
+        "B01",
+        "B02",
+        "B03",
+        "B04",
+        "B05",
+        "B06",
+        "B07",
+        "B08",
+        "B8A",
+        "B09",
+        "B10",
+        "B11",
+        "B12",
+    ),
     # The 12 L2A bands (no cirrus), as in BigEarthNet.
     "S2_L2A": (
         "B01",

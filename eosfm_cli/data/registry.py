@@ -85,21 +85,7 @@ URBANATLAS16_CLASSES = (
 )
 SYNTHETIC_CLASSES = ("water", "forest", "cropland", "grassland", "urban", "bare_soil")
 
-S2_SEN12MS_ORDER = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-)
+S2_SEN12MS_ORDER = BAND_SETS["S2_WAVELENGTH"]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ With several runs, a table compares them side by side.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from eosfm_cli.console import console, info
@@ -86,35 +85,12 @@ def evaluate_run(ctx: StageContext, name: str) -> dict[str, Any]:
     import torch
     import torchmetrics
 
-    from eosfm_cli.data.registry import get_experiment
-    from eosfm_cli.models.generalist import load_generalist
-    from eosfm_cli.stages.train_specialist import load_splits
-    from eosfm_cli.tasks import head_task
+    from eosfm_cli.stages.fit_head import load_head_run
     from eosfm_cli.training import make_loader
     from eosfm_cli.workspace import atomic_write_json
 
-    folder = ctx.workspace.path("heads", name)
-    model, meta = load_generalist(folder)
-    spec = get_experiment(meta["dataset"])
-    test = load_splits(
-        spec,
-        Path(meta["root"]),
-        model.cfg.input_bands,
-        list(spec.classes),
-        seed=ctx.profile.data.split_seed,
-        patch_size=spec.patch_size,
-        ignore_index=spec.ignore_index,
-    )["test"]
-    module = head_task(
-        spec.task,
-        model,
-        classes=list(spec.classes),
-        loss=spec.loss,
-        ignore_index=spec.ignore_index,
-        lr=1e-3,
-        weight_decay=0.0,
-        max_epochs=1,
-    )
+    model, _, spec, splits, module = load_head_run(ctx, name)
+    test = splits["test"]
     module.eval()
     k = len(spec.classes)
     confusion = None

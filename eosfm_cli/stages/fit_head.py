@@ -305,6 +305,43 @@ def fit_head(
     return result
 
 
+def load_head_run(
+    ctx: StageContext, name: str, ensemble: Path | None = None
+) -> tuple[Any, dict[str, Any], Any, dict[str, Any], Any]:
+    """Load a fitted head run with its downstream splits and a task module for scoring.
+
+    Returns:
+        ``(generalist, head meta, experiment spec, {split: dataset}, task module)``.
+    """
+    from eosfm_cli.data.registry import get_experiment
+    from eosfm_cli.models.generalist import load_generalist
+    from eosfm_cli.stages.train_specialist import load_splits
+    from eosfm_cli.tasks import head_task
+
+    model, meta = load_generalist(ctx.workspace.path("heads", name), ensemble)
+    spec = get_experiment(meta["dataset"])
+    datasets = load_splits(
+        spec,
+        Path(meta["root"]),
+        model.cfg.input_bands,
+        list(spec.classes),
+        seed=ctx.profile.data.split_seed,
+        patch_size=spec.patch_size,
+        ignore_index=spec.ignore_index,
+    )
+    module = head_task(
+        spec.task,
+        model,
+        classes=list(spec.classes),
+        loss=spec.loss,
+        ignore_index=spec.ignore_index,
+        lr=1e-3,
+        weight_decay=0.0,
+        max_epochs=1,
+    )
+    return model, meta, spec, datasets, module
+
+
 def feature_loader(ds: Any, batch_size: int, num_workers: int, shuffle: bool, seed: int) -> Any:
     """A loader over cached features (whole batches per read) or raw samples."""
     import torch

@@ -95,14 +95,11 @@ def select_encoders(
 
 def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -> dict[str, Any]:
     from eosfm_cli.models.ensemble_file import load_ensemble, save_ensemble
-    from eosfm_cli.models.generalist import load_generalist
-    from eosfm_cli.stages.fit_head import feature_loader, prepare_features
-    from eosfm_cli.stages.train_specialist import load_splits
-    from eosfm_cli.tasks import head_task
+    from eosfm_cli.stages.fit_head import feature_loader, load_head_run, prepare_features
     from eosfm_cli.workspace import atomic_write_json, sha256_file
 
     folder = ctx.workspace.path("heads", run_name)
-    model, meta = load_generalist(folder, ens)
+    model, meta, spec, datasets, module = load_head_run(ctx, run_name, ens)
     if model.gates is None:
         raise ArtifactError(
             "this head run has no gates",
@@ -111,18 +108,6 @@ def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -
         )
     if model.cfg.k != k:
         raise ProfileError(f"run {run_name} keeps K={model.cfg.k}, not {k}", where="--k")
-    from eosfm_cli.data.registry import get_experiment
-
-    spec = get_experiment(meta["dataset"])
-    datasets = load_splits(
-        spec,
-        Path(meta["root"]),
-        model.cfg.input_bands,
-        list(spec.classes),
-        seed=ctx.profile.data.split_seed,
-        patch_size=spec.patch_size,
-        ignore_index=spec.ignore_index,
-    )
     datasets = {"val": datasets["val"]}
     with ctx.workspace.stage_run(
         "select-encoders", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
@@ -141,16 +126,6 @@ def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -
             },
         }
         data, _ = prepare_features(ctx, model, datasets, key, use_cache=model.cfg.freeze)
-        module = head_task(
-            spec.task,
-            model,
-            classes=list(spec.classes),
-            loss=spec.loss,
-            ignore_index=spec.ignore_index,
-            lr=1e-3,
-            weight_decay=0.0,
-            max_epochs=1,
-        )
         monitor = module.monitor.split("/", 1)[1]
         loader = feature_loader(data["val"], ctx.profile.trainer.batch_size, 0, False, 0)
         full = score_split(module, loader)[monitor]
