@@ -114,6 +114,8 @@ class EnsembleConfig(_Strict):
         ablate: names of specialists to leave out.
         max_encoders: K, the number of specialists kept by encoder selection.
         force: per-specialist overrides of the inactive rule (``{name: "active"}``).
+        compile: run frozen specialists through one compiled graph per architecture.
+        precision: ``fp32`` or ``bf16`` for the frozen specialists' forward.
     """
 
     name: str = "eosfm"
@@ -126,6 +128,8 @@ class EnsembleConfig(_Strict):
     ablate: list[str] = Field(default_factory=list)
     max_encoders: int | None = Field(None, gt=0)
     force: dict[str, Literal["active", "inactive"]] = Field(default_factory=dict)
+    compile: bool = False
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 class DownstreamConfig(_Strict):

@@ -211,3 +211,18 @@ def test_head_from_another_ensemble_is_refused(tmp_path: Path, ensemble_path: Pa
     other = _resaved(ensemble_path, tmp_path / "other.safetensors")
     with pytest.raises(ArtifactError, match="another ensemble"):
         load_generalist(ws / "heads" / "synthetic_s2", other)
+
+
+def test_bf16_ensemble_option_gets_its_own_cache(tmp_path: Path, ensemble_path: Path) -> None:
+    ws = tmp_path / "ws"
+    fp32 = fit_head(_ctx(ws, "trainer.max_epochs=1"), ensemble=ensemble_path)
+    bf16 = fit_head(
+        _ctx(ws, "trainer.max_epochs=1", "ensemble.precision=bf16"),
+        ensemble=ensemble_path,
+        run="bf16",
+    )
+    assert fp32 is not None and bf16 is not None
+    assert "built" in bf16.cache  # bf16 features are not the fp32 ones
+    meta = json.loads((ws / "heads" / "bf16" / "head.json").read_text())
+    assert meta["config"]["ensemble_options"]["precision"] == "bf16"
+    assert {"accuracy", "f1_macro"} <= set(bf16.metrics["test"])

@@ -61,6 +61,8 @@ def ensemble_options(ctx: StageContext) -> dict[str, Any]:
         "min_coverage": e.min_coverage,
         "tolerance_nm": e.substitute_tolerance_nm,
         "force": dict(e.force),
+        "compile": e.compile,
+        "precision": e.precision,
     }
 
 
@@ -271,7 +273,7 @@ def fit_head(
             "options": {
                 k2: v
                 for k2, v in cfg.ensemble_options.items()
-                if k2 in ("min_coverage", "tolerance_nm", "force", "ablate")
+                if k2 in ("min_coverage", "tolerance_nm", "force", "ablate", "precision")
             },
         }
         data, cache_reason = prepare_features(ctx, model, datasets, key, use_cache=freeze)

@@ -122,7 +122,7 @@ def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -
             "options": {
                 k2: v
                 for k2, v in model.cfg.ensemble_options.items()
-                if k2 in ("min_coverage", "tolerance_nm", "force", "ablate")
+                if k2 in ("min_coverage", "tolerance_nm", "force", "ablate", "precision")
             },
         }
         data, _ = prepare_features(ctx, model, datasets, key, use_cache=model.cfg.freeze)
