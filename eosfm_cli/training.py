@@ -52,6 +52,33 @@ def atomic_checkpoint_io() -> Any:
     return AtomicCheckpointIO()
 
 
+def make_trainer(tcfg: Any, callbacks: list[Any], quiet: bool, **extra: Any) -> Any:
+    """A Lightning Trainer from the profile's ``trainer`` section.
+
+    Args:
+        tcfg: the :class:`~eosfm_cli.profiles.TrainerConfig`.
+        callbacks: Lightning callbacks.
+        quiet: hide the progress bar.
+        **extra: further Trainer arguments (logger, plugins, checkpointing...).
+    """
+    import lightning.pytorch as pl
+
+    return pl.Trainer(
+        max_epochs=tcfg.max_epochs,
+        accelerator=tcfg.accelerator,
+        devices=tcfg.devices,
+        precision=tcfg.precision,
+        strategy=tcfg.strategy,
+        num_nodes=tcfg.num_nodes,
+        callbacks=callbacks,
+        enable_model_summary=False,
+        enable_progress_bar=not quiet,
+        log_every_n_steps=tcfg.log_every_n_steps,
+        num_sanity_val_steps=0,
+        **extra,
+    )
+
+
 def make_loader(
     ds: Dataset[Any], batch_size: int, num_workers: int, shuffle: bool, seed: int
 ) -> DataLoader[Any]:

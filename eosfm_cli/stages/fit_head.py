@@ -388,7 +388,7 @@ def train_head(
     from lightning.pytorch.callbacks import RichProgressBar
 
     from eosfm_cli.tasks import head_task
-    from eosfm_cli.training import quiet_lightning
+    from eosfm_cli.training import make_trainer, quiet_lightning
 
     quiet_lightning(Verbosity.verbose)
     t = ctx.profile.trainer
@@ -429,22 +429,7 @@ def train_head(
     callbacks: list[Any] = [KeepBest()]
     if not Verbosity.quiet:
         callbacks.append(RichProgressBar(leave=False))
-    trainer = pl.Trainer(
-        max_epochs=t.max_epochs,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        precision=t.precision,  # type: ignore[arg-type]
-        strategy=t.strategy,
-        num_nodes=t.num_nodes,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=not Verbosity.quiet,
-        num_sanity_val_steps=0,
-        log_every_n_steps=t.log_every_n_steps,
-        deterministic=False,
-    )
+    trainer = make_trainer(t, callbacks, Verbosity.quiet, logger=False, enable_checkpointing=False)
     seed = ctx.profile.seed
     bs, nw = t.batch_size, t.num_workers
     start = time.perf_counter()

@@ -270,9 +270,6 @@ def open_source(path: Path, bands: Sequence[str]) -> RasterSource:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-    from eosfm_cli.bands import canonical
-    from eosfm_cli.errors import BandError
-
     if not path.is_file():
         raise DataError("raster not found", where=str(path), hint="pass an existing GeoTIFF")
     try:
@@ -288,33 +285,20 @@ def open_source(path: Path, bands: Sequence[str]) -> RasterSource:
     except (RasterioError, OSError) as err:
         raise DataError(f"cannot read the raster ({err})", where=str(path)) from None
     expected = ", ".join(bands)
-    named = _catalog_names(descriptions)
-    if count > len(bands) and named is not None and set(bands) <= set(named):
+    # Descriptions that all name catalog bands say which band is which; others say nothing.
+    names = _catalog_names(descriptions)
+    indexes = list(range(1, count + 1))
+    if count > len(bands) and names is not None and set(bands) <= set(names):
         # A multi-band product (e.g. all 13 S2 bands): read just the head's bands, by name.
-        indexes = _indexes_by_name(named, bands)
+        indexes = _indexes_by_name(names, bands)
         info(f"{path.name}: reading {expected} by name from its {count} bands")
-        return RasterSource(
-            path=path,
-            height=height,
-            width=width,
-            indexes=indexes,
-            nodata=[None if v is None else float(v) for v in (nodatavals[i - 1] for i in indexes)],
-            profile=profile,
-        )
-    if count != len(bands):
+    elif count != len(bands):
         raise DataError(
             f"the raster has {count} band(s), the head expects {len(bands)}: {expected}",
             where=str(path),
             hint=f"give a GeoTIFF whose bands are {expected}, in that order",
         )
-    indexes = list(range(1, count + 1))
-    names: list[str] | None = None
-    if all(descriptions):
-        try:
-            names = [canonical(str(d)) for d in descriptions]
-        except BandError:
-            names = None  # descriptions that are not band names say nothing about the order
-    if names is not None and names != list(bands):
+    elif names is not None and names != list(bands):
         if sorted(names) != sorted(bands):
             raise DataError(
                 f"the raster's bands are named {', '.join(names)}, the head expects {expected}",

@@ -304,11 +304,15 @@ def _scalar(metrics: dict[str, Any]) -> dict[str, float]:
 def _fit(
     ctx: StageContext, model: Any, datasets: dict[str, Any], folder: Path, resume: bool
 ) -> tuple[Any, float, str] | None:
-    import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
-    from eosfm_cli.training import atomic_checkpoint_io, make_loader, quiet_lightning
+    from eosfm_cli.training import (
+        atomic_checkpoint_io,
+        make_loader,
+        make_trainer,
+        quiet_lightning,
+    )
 
     quiet_lightning(Verbosity.verbose)
     tcfg = ctx.profile.trainer
@@ -342,22 +346,14 @@ def _fit(
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(save_dir=folder, name="logs", version="tb"))
-    trainer = pl.Trainer(
-        max_epochs=tcfg.max_epochs,
-        accelerator=tcfg.accelerator,
-        devices=tcfg.devices,
-        precision=tcfg.precision,  # type: ignore[arg-type]
-        strategy=tcfg.strategy,
-        num_nodes=tcfg.num_nodes,
-        callbacks=callbacks,
+    trainer = make_trainer(
+        tcfg,
+        callbacks,
+        Verbosity.quiet,
         logger=loggers,
         plugins=[atomic_checkpoint_io()],
-        enable_model_summary=False,
-        enable_progress_bar=not Verbosity.quiet,
-        log_every_n_steps=tcfg.log_every_n_steps,
         default_root_dir=folder,
         limit_train_batches=tcfg.limit_train_batches,
-        num_sanity_val_steps=0,
     )
     seed = ctx.profile.seed
     bs, nw = tcfg.batch_size, tcfg.num_workers
