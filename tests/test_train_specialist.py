@@ -12,63 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import DEFAULT, REPO, SYNTHETIC, check_specialist, run_training
 
 from eosfm_cli.errors import DataError, WorkspaceError
-from eosfm_cli.stages.common import resolve
-from eosfm_cli.stages.train_specialist import train_specialist
 from eosfm_cli.training import load_checkpoint_file
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT = REPO / "profiles" / "default.yaml"
-SYNTHETIC = REPO / "tests" / "data" / "synthetic"
-FAST = ["trainer.max_epochs=1", "trainer.batch_size=4", "emissions.enabled=false"]
-
-EXPECTED_METRICS = {
-    "classification": {"accuracy", "f1_macro"},
-    "multilabel": {"map_micro", "map_macro", "f1_micro", "f1_macro"},
-    "segmentation": {"miou", "accuracy", "iou_per_class"},
-    "change_detection": {"f1_change", "iou_change", "miou"},
-}
-
-
-def run_training(
-    tmp_path: Path, dataset: str, root: Path, sets: list[str] | None = None, **kw: object
-):
-    ctx = resolve(
-        DEFAULT, [*FAST, *(sets or [])], dataset=dataset, root=root, workspace=tmp_path / "ws"
-    )
-    return ctx, train_specialist(ctx, **kw)  # type: ignore[arg-type]
-
-
-def check_specialist(folder: Path, task: str) -> dict:
-    for name in ("last.ckpt", "best.ckpt", "metrics.json", "specialist.json"):
-        assert (folder / name).is_file(), name
-    assert (folder / "logs" / "metrics.csv").is_file()
-    spec = json.loads((folder / "specialist.json").read_text())
-    for key in (
-        "name",
-        "backbone",
-        "in_chans",
-        "bands",
-        "mean",
-        "std",
-        "dataset",
-        "task",
-        "classes",
-        "metrics",
-        "versions",
-    ):
-        assert key in spec, key
-    assert spec["in_chans"] == len(spec["bands"]) == len(spec["mean"]) == len(spec["std"])
-    assert all(s > 0 for s in spec["std"])
-    metrics = json.loads((folder / "metrics.json").read_text())
-    assert set(metrics) == {"val", "test"}
-    for split in ("val", "test"):
-        assert EXPECTED_METRICS[task] <= set(metrics[split]), metrics[split]
-        for value in metrics[split].values():
-            vals = value if isinstance(value, list) else [value]
-            assert all(0.0 <= v <= 1.0 for v in vals)
-    return spec
 
 
 @pytest.mark.parametrize(
