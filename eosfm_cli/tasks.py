@@ -9,12 +9,14 @@ a timm feature pyramid under the ``encoder.`` prefix of the state dict.
 Metric names (as written to ``metrics.json``): classification ``accuracy``, ``f1_macro``;
 multi-label ``map_micro``, ``map_macro``, ``f1_micro``, ``f1_macro``; segmentation ``miou``,
 ``accuracy``, ``iou_per_class``; change detection ``f1_change``, ``iou_change``, ``accuracy``;
-regression ``rmse``, ``mae``.
+regression ``rmse``, ``mae``; detection ``map``, ``map_50``, ``map_75``, ``mar_100`` (COCO box
+mAP, ``-1`` when a split has no ground-truth box).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -29,6 +31,7 @@ from eosfm_cli.models.heads import (
     PooledHead,
     create_encoder,
     feature_channels,
+    feature_reductions,
 )
 
 ENCODER_PREFIX = "encoder."
@@ -485,12 +488,210 @@ class RegressionTask(SegmentationTask):
         return {}
 
 
+class PyramidFPN(nn.Module):
+    """The specialist's feature pyramid through an FPN, as a torchvision detection backbone.
+
+    The encoder is reached through ``pyramid`` (a callable, not a sub-module) so its weights
+    stay under the task's ``encoder.`` prefix only, as export-ensemble expects.
+
+    Args:
+        pyramid: maps a normalised batch to the encoder's feature levels.
+        in_channels: channels of the levels kept.
+        out_channels: FPN width (torchvision reads ``out_channels``).
+        levels: indices of the encoder levels fed to the FPN.
+    """
+
+    def __init__(
+        self,
+        pyramid: Callable[[Tensor], list[Tensor]],
+        in_channels: Sequence[int],
+        out_channels: int,
+        levels: Sequence[int],
+    ) -> None:
+        from torchvision.ops import FeaturePyramidNetwork
+        from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+        super().__init__()
+        self.pyramid = pyramid
+        self.levels = list(levels)
+        self.fpn = FeaturePyramidNetwork(
+            list(in_channels), out_channels, extra_blocks=LastLevelMaxPool()
+        )
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """FPN maps ``"0"``.. (one per kept level, shallow to deep) plus ``"pool"``."""
+        feats = self.pyramid(x)
+        named = OrderedDict((str(j), feats[i]) for j, i in enumerate(self.levels))
+        return self.fpn(named)  # type: ignore[no-any-return]
+
+
+def _unresized_transform(channels: int, size: int) -> nn.Module:
+    """Return torchvision's detection transform with normalisation and resizing turned off.
+
+    The task normalises with its own statistics before the detector, so mean 0 / std 1; the
+    images keep their size (``min_size`` / ``max_size`` only record DIOR's 800 px), so boxes
+    stay in pixels of the input and no resampling blurs small objects. Batching (zero padding
+    to a multiple of 32, i.e. to the statistics' mean) is kept.
+    """
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    class UnresizedTransform(GeneralizedRCNNTransform):
+        def resize(
+            self, image: Tensor, target: dict[str, Tensor] | None = None
+        ) -> tuple[Tensor, dict[str, Tensor] | None]:
+            return image, target
+
+    return UnresizedTransform(size, size, [0.0] * channels, [1.0] * channels)
+
+
+def flip_detection(
+    image: Tensor, boxes: Tensor, hflip: bool, vflip: bool, transpose: bool
+) -> tuple[Tensor, Tensor]:
+    """Apply one of the 8 dihedral transforms to an image ``(C, H, W)`` and its xyxy boxes."""
+    boxes = boxes.clone()
+    if transpose:
+        image = image.transpose(-2, -1)
+        boxes = boxes[:, [1, 0, 3, 2]]
+    height, width = image.shape[-2:]
+    if hflip:
+        image = image.flip(-1)
+        boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+    if vflip:
+        image = image.flip(-2)
+        boxes[:, [1, 3]] = height - boxes[:, [3, 1]]
+    return image, boxes
+
+
+class DetectionTask(EOTask):
+    """Object detection: torchvision Faster R-CNN on the specialist's pyramid through an FPN.
+
+    Levels of stride 4 and coarser feed a ``FeaturePyramidNetwork`` of ``decoder_channels``
+    channels plus a max-pooled extra level; each level has anchors of 4 and 8 times its stride
+    at aspect ratios 0.5, 1 and 2 (16 to 512 px for a stride 4..64 pyramid). Never pretrained:
+    only the encoder may load timm weights. Labels are 0-based class indices; the detector's
+    class 0 is background, so they shift by one inside. Batches come from
+    :func:`~eosfm_cli.data.detection.collate_detection`. Training augments with random flips
+    and transposes of each image and its boxes. Validation reports COCO box mAP via
+    ``torchmetrics.detection.MeanAveragePrecision`` (needs pycocotools); there is no
+    validation loss, torchvision's detector computes losses only in training mode.
+    """
+
+    monitor = "val/map"
+    monitor_mode = "max"
+    #: The MeanAveragePrecision outputs kept in metrics.json.
+    reported: ClassVar[tuple[str, ...]] = ("map", "map_50", "map_75", "mar_100")
+
+    def configure_models(self) -> None:
+        """Build the normaliser, the encoder and the Faster R-CNN around them."""
+        from torchvision.models.detection import FasterRCNN
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+        from torchvision.ops import MultiScaleRoIAlign
+
+        hp = self.hparams
+        self.normalizer = InputNorm(hp["mean"], hp["std"])
+        self.encoder = create_encoder(
+            hp["backbone"],
+            self.in_chans,
+            hp["pretrained"],
+            drop_path_rate=hp.get("drop_path_rate", 0.0),
+        )
+        channels = feature_channels(self.encoder)
+        reductions = feature_reductions(self.encoder)
+        # A stride-2 level (ResNet stems) would quadruple the anchors for little gain.
+        levels = [i for i, r in enumerate(reductions) if r >= 4] or [len(reductions) - 1]
+        strides = [reductions[i] for i in levels]
+        strides.append(2 * strides[-1])  # the FPN's max-pooled extra level
+        backbone = PyramidFPN(
+            self._pyramid, [channels[i] for i in levels], hp["decoder_channels"], levels
+        )
+        anchors = AnchorGenerator(
+            sizes=tuple((4 * s, 8 * s) for s in strides),
+            aspect_ratios=((0.5, 1.0, 2.0),) * len(strides),
+        )
+        self.detector = FasterRCNN(
+            backbone,
+            num_classes=self.num_classes + 1,
+            rpn_anchor_generator=anchors,
+            box_roi_pool=MultiScaleRoIAlign([str(j) for j in range(len(levels))], 7, 2),
+        )
+        self.detector.transform = _unresized_transform(self.in_chans, 800)
+
+    def _pyramid(self, x: Tensor) -> list[Tensor]:
+        return list(self.encoder(x))
+
+    def configure_losses(self) -> None:
+        """The detector computes its own RPN and box losses."""
+        self.criterion = nn.Identity()
+
+    def make_metrics(self) -> torchmetrics.MetricCollection:
+        """COCO box mAP (pycocotools backend)."""
+        from torchmetrics.detection import MeanAveragePrecision
+
+        return torchmetrics.MetricCollection(
+            {"map": MeanAveragePrecision(box_format="xyxy", iou_type="bbox")}
+        )
+
+    def detector_inputs(
+        self, batch: dict[str, Any]
+    ) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
+        """Normalised images cropped to their true sizes, and 1-based targets."""
+        x = self.normalizer(batch["image"])
+        sizes = batch.get("size")
+        images, targets = [], []
+        for i in range(x.shape[0]):
+            h, w = (int(v) for v in sizes[i]) if sizes is not None else x.shape[-2:]
+            images.append(x[i, :, :h, :w])
+            targets.append({"boxes": batch["boxes"][i], "labels": batch["labels"][i] + 1})
+        return images, targets
+
+    def forward(self, batch: dict[str, Any]) -> Any:
+        """Detections per image (eval mode): ``boxes`` xyxy, ``scores``, 0-based ``labels``."""
+        images, _ = self.detector_inputs(batch)
+        out = self.detector(images)
+        return [{**d, "labels": d["labels"] - 1} for d in out]
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Sum of the RPN and box-head losses."""
+        images, targets = self.detector_inputs(batch)
+        if self.hparams.get("augment", False):
+            flips = torch.randint(0, 2, (len(images), 3)).tolist()
+            for i, (h, v, t) in enumerate(flips):
+                images[i], boxes = flip_detection(images[i], targets[i]["boxes"], h, v, t)
+                targets[i] = {**targets[i], "boxes": boxes}
+        losses = self.detector(images, targets)
+        loss: Tensor = sum(losses.values())  # type: ignore[assignment]
+        self.log(  # type: ignore[attr-defined]
+            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(images)
+        )
+        return loss
+
+    def _eval_step(self, split: str, batch: dict[str, Any]) -> None:
+        images, targets = self.detector_inputs(batch)
+        preds = self.detector(images)
+        self.split_metrics(split).update(
+            [{k: d[k].detach() for k in ("boxes", "scores", "labels")} for d in preds], targets
+        )
+
+    def compute_split_metrics(self, split: str) -> dict[str, Any]:
+        """Compute and reset a split's mAP; only :attr:`reported` values are kept."""
+        values = self.split_metrics(split).compute()
+        self.split_metrics(split).reset()
+        record: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.split("/", 1)[1]
+            if name in self.reported:
+                record[name] = float(value)
+        return record
+
+
 TASKS: dict[str, type[EOTask]] = {
     "classification": ClassificationTask,
     "multilabel": MultiLabelTask,
     "segmentation": SegmentationTask,
     "change_detection": ChangeDetectionTask,
     "regression": RegressionTask,
+    "detection": DetectionTask,
 }
 
 

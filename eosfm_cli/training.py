@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from eosfm_cli.errors import DataError
+from eosfm_cli.faults import crash_point
 from eosfm_cli.models.checkpoints import load_checkpoint_file
 from eosfm_cli.workspace import atomic_write_json
 
@@ -39,6 +40,7 @@ def atomic_checkpoint_io() -> Any:
                     torch.save(checkpoint, fh)
                     fh.flush()
                     os.fsync(fh.fileno())
+                crash_point(f"rename:{final.name}")
                 os.replace(tmp, final)
             finally:
                 with contextlib.suppress(FileNotFoundError):
@@ -82,7 +84,11 @@ def make_trainer(tcfg: Any, callbacks: list[Any], quiet: bool, **extra: Any) -> 
 def make_loader(
     ds: Dataset[Any], batch_size: int, num_workers: int, shuffle: bool, seed: int
 ) -> DataLoader[Any]:
-    """A DataLoader with a seeded shuffle."""
+    """A DataLoader with a seeded shuffle.
+
+    A dataset whose samples do not stack (detection: one box list per image) provides its own
+    batching as a ``collate_fn`` attribute; the default collation is used otherwise.
+    """
     gen = torch.Generator()
     gen.manual_seed(seed)
     return DataLoader(
@@ -90,6 +96,7 @@ def make_loader(
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
+        collate_fn=getattr(ds, "collate_fn", None),
         generator=gen if shuffle else None,
         persistent_workers=num_workers > 0,
         drop_last=False,
@@ -108,6 +115,7 @@ def band_statistics(
     key_parts: Mapping[str, Any],
     max_samples: int = 5000,
     seed: int = 0,
+    write: bool = True,
 ) -> tuple[list[float], list[float]]:
     """Per-band mean and std of raw values over a dataset, in one streaming pass, cached.
 
@@ -122,6 +130,7 @@ def band_statistics(
         key_parts: what identifies the data (dataset, root, bands, split seed...).
         max_samples: cap on the number of samples read.
         seed: seed of the subset.
+        write: store a computed result in the cache (off on DDP ranks other than 0).
 
     Returns:
         ``(mean, std)`` per band.
@@ -170,7 +179,7 @@ def band_statistics(
     var = (total_sq / count - mean * mean).clamp_min(0)
     std = var.sqrt().clamp_min(1e-6)
     out_mean, out_std = mean.tolist(), std.tolist()
-    if path is not None:
+    if path is not None and write:
         atomic_write_json(
             path,
             {
@@ -182,6 +191,20 @@ def band_statistics(
             },
         )
     return out_mean, out_std
+
+
+def crash_points_callback() -> Any:
+    """A callback with the ``<stage>:epoch<N>`` crash points of :mod:`eosfm_cli.faults`.
+
+    It fires at the start of training epoch N, when the checkpoints of epoch N-1 exist.
+    """
+    import lightning.pytorch as pl
+
+    class CrashPoints(pl.Callback):
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            crash_point(f"train:epoch{trainer.current_epoch}")
+
+    return CrashPoints()
 
 
 def quiet_lightning(verbose: bool = False) -> None:
@@ -202,6 +225,9 @@ def quiet_lightning(verbose: bool = False) -> None:
             ".*is smaller than the logging interval.*",
             ".*Checkpoint directory.*",
             r".*module\(s\) in eval mode.*",
+            # DDP: epoch metrics come from torchmetrics, already reduced over the ranks.
+            ".*sync_dist=True.*",
+            ".*Grad strides do not match bucket view strides.*",
         ):
             warnings.filterwarnings("ignore", message=pattern)
         os.environ.setdefault("LIGHTNING_DISABLE_TIPS", "1")

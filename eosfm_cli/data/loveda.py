@@ -1,0 +1,169 @@
+"""LoveDA (Wang et al., 2021): urban and rural land-cover segmentation, 7 classes plus no-data.
+
+Release layout (``Train.zip``, ``Val.zip``, ``Test.zip`` extracted, as torchgeo's
+:class:`~torchgeo.datasets.LoveDA` reads them)::
+
+    <root>/{Train,Val}/{Urban,Rural}/images_png/<n>.png   1024x1024 RGB PNG, 0.3 m
+    <root>/{Train,Val}/{Urban,Rural}/masks_png/<n>.png    1024x1024 single-band PNG
+    <root>/Test/{Urban,Rural}/images_png/<n>.png          no masks (scored online)
+
+Mask values are 0 no-data, 1 background, 2 building, 3 road, 4 water, 5 barren, 6 forest,
+7 agriculture. The class ids are the file values (the class list keeps ``no-data`` at 0), and
+no-data pixels get ``request.ignore_index`` (0 by default, so they stay 0 and are ignored);
+any value above 7 is no-data too.
+
+Splits. The ``Test`` masks are withheld, so ``test`` here is the labelled ``Val`` folder and
+``val`` is a seeded ``options["val_fraction"]`` (0.1) of the ``Train`` images; ``train`` is the
+rest of ``Train``. ``options["scenes"]`` (``["urban", "rural"]``) picks the scenes, as
+torchgeo's ``scene`` argument does.
+
+torchgeo's class is not used to read: it decodes each 1024x1024 image whole. This module reads
+the same files as windows (:class:`~eosfm_cli.data.patches.WindowedSegmentation`):
+``options["crops_per_image"]`` (4) seeded random crops per image for training, a covering grid
+of tiles for val and test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.patches import (
+    ImagePair,
+    WindowedSegmentation,
+    fraction_option,
+    hold_out,
+    int_option,
+)
+from eosfm_cli.errors import DataError
+
+FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
+CLASSES: tuple[str, ...] = (
+    "no-data", "background", "building", "road", "water", "barren", "forest", "agriculture",
+)  # fmt: skip
+NO_DATA = 0
+SCENES: tuple[str, ...] = ("urban", "rural")
+LAYOUT = "{Train,Val}/{Urban,Rural}/{images_png,masks_png}/<n>.png"
+
+
+class MaskDecoder:
+    """Maps no-data (0, or any value above 7) to the ignore index.
+
+    Args:
+        ignore_index: the value of no-data pixels.
+    """
+
+    def __init__(self, ignore_index: int) -> None:
+        self.table = np.arange(256, dtype=np.int64)
+        self.table[NO_DATA] = ignore_index
+        self.table[len(CLASSES) :] = ignore_index
+
+    def __call__(
+        self, data: np.ndarray[Any, Any], path: Path
+    ) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """Return the ``int64 (h, w)`` class ids of a mask window's first band."""
+        return self.table[np.clip(data[0].astype(np.int64), 0, 255)]  # type: ignore[no-any-return]
+
+
+def scene_option(options: dict[str, Any]) -> list[str]:
+    """Read ``options["scenes"]``: a non-empty subset of urban and rural.
+
+    Raises:
+        DataError: when the value names another scene or is empty.
+    """
+    value = options.get("scenes", list(SCENES))
+    scenes = [value] if isinstance(value, str) else list(value)
+    if not scenes or any(s not in SCENES for s in scenes):
+        raise DataError(
+            f"bad LoveDA scenes {value!r}",
+            where="dataset.options.scenes",
+            hint="use urban, rural or both",
+        )
+    return [s for s in SCENES if s in scenes]
+
+
+def list_pairs(root: Path, folder: str, scenes: list[str]) -> list[ImagePair]:
+    """List the image/mask pairs of one release folder (``Train`` or ``Val``), sorted.
+
+    Raises:
+        DataError: when a folder is missing or empty, or an image has no mask.
+    """
+    pairs = []
+    for scene in scenes:
+        base = root / folder / scene.capitalize()
+        images = require_dir(base / "images_png", LAYOUT)
+        masks = require_dir(base / "masks_png", LAYOUT)
+        for path in sorted(images.glob("*.png")):
+            mask = masks / path.name
+            if not mask.is_file():
+                raise DataError(
+                    "mask missing for a LoveDA image",
+                    where=str(mask),
+                    hint=f"re-extract {folder}.zip; expected {LAYOUT}",
+                )
+            pairs.append(ImagePair(path, mask))
+    if not pairs:
+        raise DataError(
+            f"no image in the LoveDA {folder} folder",
+            where=str(root / folder),
+            hint=f"expected {LAYOUT}; set the folder with --root",
+        )
+    return pairs
+
+
+def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
+    """Build one LoveDA split.
+
+    Args:
+        request: the dataset request; ``request.bands`` among R, G, B (repeats allowed).
+            ``options``: ``crops_per_image`` (4), ``val_fraction`` (0.1), ``scenes``.
+
+    Returns:
+        A dataset of ``{"image": float32 (C, p, p) 8-bit DNs, "mask": int64 (p, p)}`` with
+        ``p = request.patch_size``.
+
+    Raises:
+        DataError: when the layout is incomplete or a split is empty.
+        BandError: when a requested band is not R, G or B.
+    """
+    where = f"dataset {request.name or 'loveda'}"
+    bands = band_indices(request.bands, FILE_BANDS, where)
+    if request.classes and len(request.classes) != len(CLASSES):
+        raise DataError(
+            f"LoveDA has {len(CLASSES)} classes (no-data first), {len(request.classes)} requested",
+            where=where,
+            hint=f"use the classes {', '.join(CLASSES)}",
+        )
+    crops = int_option(request.options, "crops_per_image", 4)
+    val_fraction = fraction_option(request.options, "val_fraction", 0.1)
+    scenes = scene_option(request.options)
+    root = require_dir(Path(request.root), LAYOUT)
+    pairs = list_pairs(root, "Val" if request.split == "test" else "Train", scenes)
+    if request.split != "test":
+        # keyed by scene and file name: numbers are unique across scenes, but be safe
+        key = {p.image: f"{p.image.parent.parent.name}/{p.image.name}" for p in pairs}
+        val_keys = hold_out(list(key.values()), val_fraction, request.seed)
+        pairs = [p for p in pairs if (key[p.image] in val_keys) == (request.split == "val")]
+    if not pairs:
+        raise DataError(
+            f"the LoveDA {request.split} split is empty",
+            where=str(root / "Train"),
+            hint="val is carved out of Train, which needs two images or more",
+        )
+    ignore = NO_DATA if request.ignore_index is None else int(request.ignore_index)
+    return WindowedSegmentation(
+        pairs,
+        [b + 1 for b in bands],
+        [1],
+        MaskDecoder(ignore),
+        split=request.split,
+        patch_size=request.patch_size,
+        crops_per_image=crops,
+        seed=request.seed,
+        layout=LAYOUT,
+    )
