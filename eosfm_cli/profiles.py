@@ -24,6 +24,46 @@ TaskKind = Literal[
 ]
 
 
+_NAME_HINT = "use a plain name: letters, digits, '.', '_' or '-', no '/' and no leading '.'"
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a workspace artifact (a file or folder), or ``None``.
+
+    Artifact names (ensemble, specialist and head run names) become one path component inside
+    the workspace, so they may not hold a path separator, start with a dot (``..``, hidden
+    files) or be empty.
+    """
+    if not value or not value.strip():
+        return "an empty name"
+    if "/" in value or "\\" in value or "\x00" in value:
+        return f"{value!r} is a path, not a name"
+    if value.startswith("."):
+        return f"{value!r} starts with '.'"
+    if len(value) > 200:
+        return "a name longer than 200 characters"
+    return None
+
+
+def artifact_name(value: str, where: str) -> str:
+    """Check a workspace artifact name given on the command line or in a profile.
+
+    Args:
+        value: the name (``--name``, ``--run``, ``ensemble.name``).
+        where: the option or key, for the message.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        ProfileError: when the name could escape its folder (``../../etc``) or is empty.
+    """
+    problem = name_problem(value)
+    if problem:
+        raise ProfileError(f"not a valid artifact name: {problem}", where=where, hint=_NAME_HINT)
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -130,6 +170,14 @@ class EnsembleConfig(_Strict):
     force: dict[str, Literal["active", "inactive"]] = Field(default_factory=dict)
     compile: bool = False
     precision: Literal["fp32", "bf16"] = "fp32"
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(f"not a valid artifact name: {problem}; {_NAME_HINT}")
+        return value
 
 
 class DownstreamConfig(_Strict):
@@ -238,7 +286,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             f"YAML syntax error: {problem}", where=loc, hint="fix the YAML"
         ) from None
     except (OSError, UnicodeDecodeError) as err:
-        raise ProfileError(f"cannot read profile: {err}", where=str(path)) from None
+        raise ProfileError(
+            f"cannot read profile: {err}", where=str(path), hint="pass a readable UTF-8 file"
+        ) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:
+        # PyYAML's constructors raise these for values such as the date 2024-13-01.
+        raise ProfileError(
+            f"YAML value error: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+            where=str(path),
+            hint="fix or quote the value",
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -326,7 +383,7 @@ def parse_set(expr: str) -> tuple[list[str], Any]:
         )
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):
         raise ProfileError(
             f"bad --set {expr!r}: the value is not valid YAML",
             where="--set",

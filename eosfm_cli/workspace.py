@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eosfm_cli.distributed import is_rank_zero
 from eosfm_cli.errors import WorkspaceError
+from eosfm_cli.faults import crash_point
 
 if TYPE_CHECKING:
     from eosfm_cli.profiles import EmissionsConfig
@@ -71,9 +73,15 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _disk_error(err: OSError, path: Path) -> WorkspaceError:
-    if err.errno == errno.ENOSPC:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return WorkspaceError(
             "no space left on device", where=str(path), hint="free disk space and run again"
+        )
+    if err.errno == errno.EFBIG:
+        return WorkspaceError(
+            "file too large for this process's file size limit",
+            where=str(path),
+            hint="raise the limit (ulimit -f unlimited) and run again",
         )
     if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         return WorkspaceError(
@@ -110,6 +118,7 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
         if tmp.is_file():
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+        crash_point(f"rename:{final.name}")
         os.replace(tmp, final)
         _fsync_dir(final.parent)
     except OSError as err:
@@ -142,6 +151,52 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Write JSON atomically, indented and with a trailing newline."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def check_space(path: str | Path, nbytes: int) -> None:
+    """Refuse early when a file of ``nbytes`` cannot be written at ``path``.
+
+    Checks the free space of the file system that holds ``path`` (with a 10 % margin) and the
+    process's file size limit (``ulimit -f``), so that a stage stops before it writes anything
+    rather than half-way.
+
+    Args:
+        path: the file about to be written.
+        nbytes: its expected size.
+
+    Raises:
+        WorkspaceError: when the file would not fit.
+    """
+    target = Path(path).absolute()
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft == resource.RLIM_INFINITY:
+            soft = -1
+    except (ImportError, OSError, ValueError):  # no such limit on this platform
+        soft = -1
+    if soft >= 0 and nbytes > soft:
+        raise WorkspaceError(
+            f"the file needs {nbytes / 1e6:.1f} MB, above this process's file size limit "
+            f"({soft / 1e6:.1f} MB)",
+            where=str(target),
+            hint="raise the limit (ulimit -f unlimited) and run again",
+        )
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        return
+    if nbytes * 1.1 > free:
+        raise WorkspaceError(
+            f"no space left on device: the file needs {nbytes / 1e6:.1f} MB, "
+            f"{free / 1e6:.1f} MB are free",
+            where=str(target),
+            hint="free disk space and run again",
+        )
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -365,9 +420,18 @@ class Workspace:
         atomic_write_json(self.manifest_path, data)
 
     def runs(self, stage: str | None = None) -> list[dict[str, Any]]:
-        """Return the recorded runs, optionally of one stage."""
+        """Return the recorded runs, optionally of one stage.
+
+        A run recorded as ``running`` whose process is gone (killed with SIGKILL, or the
+        machine went down) is reported as ``interrupted``; the file itself is corrected by the
+        next stage run, which holds the lock.
+        """
         runs = self.read_manifest()["runs"]
-        return [r for r in runs if stage is None or r.get("stage") == stage]
+        out = []
+        for r in runs:
+            if stage is None or r.get("stage") == stage:
+                out.append({**r, "status": run_status(r)})
+        return out
 
     @contextlib.contextmanager
     def stage_run(
@@ -393,9 +457,15 @@ class Workspace:
             wait: wait for a busy workspace instead of refusing.
             emissions: the profile's ``emissions`` section; ``None`` tracks nothing.
 
+        In a distributed run, only global rank 0 locks, records and tracks; the other ranks
+        get a run record that is never written (see :mod:`eosfm_cli.distributed`).
+
         Yields:
             The run record to fill in.
         """
+        if not is_rank_zero():
+            yield StageRun(run_id=f"{stage}-rank", stage=stage)
+            return
         self.ensure()
         lock = WorkspaceLock(self.root / ".lock", stage)
         lock.acquire(wait=wait)
@@ -407,6 +477,7 @@ class Workspace:
             "stage": stage,
             "status": "running",
             "pid": os.getpid(),
+            "host": socket.gethostname(),
             "start": now_iso(),
             "end": None,
             "profile": profile,
@@ -421,6 +492,7 @@ class Workspace:
                 data["runs"].append(entry)
 
             self._update_manifest(_start)
+            crash_point(f"{stage}:start")
             try:
                 with self._track(run, emissions):
                     yield run
@@ -433,6 +505,7 @@ class Workspace:
                     error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                 )
                 raise
+            crash_point(f"{stage}:finish")
             self._finish(entry, run, "ok")
         finally:
             lock.release()
@@ -495,6 +568,22 @@ class Workspace:
             return str(p.relative_to(self.root))
         except ValueError:
             return str(p)
+
+
+def run_status(entry: dict[str, Any]) -> str:
+    """The status of a manifest entry, with ``running`` runs of dead processes ``interrupted``.
+
+    Args:
+        entry: one element of the manifest's ``runs``.
+    """
+    status = str(entry.get("status", "unknown"))
+    if status != "running":
+        return status
+    same_host = entry.get("host", socket.gethostname()) == socket.gethostname()
+    pid = entry.get("pid")
+    if same_host and isinstance(pid, int) and not _pid_alive(pid):
+        return "interrupted"
+    return status
 
 
 def make_tempdir(prefix: str = "eosfm-") -> Path:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import numpy.typing as npt
 import rasterio
+import rasterio.errors
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rasterio.windows import Window
@@ -590,8 +591,19 @@ class SyntheticScenes:
 
     def _read(self, path: Path, indexes: list[int] | int) -> npt.NDArray[Any]:
         require_file(path, LAYOUT)
-        with rasterio.open(path) as src:
-            return src.read(indexes)
+        try:
+            with rasterio.open(path) as src:
+                return src.read(indexes)
+        except (rasterio.errors.RasterioError, IndexError, ValueError) as err:
+            raise DataError(
+                f"unreadable GeoTIFF ({str(err).splitlines()[0][:160]})",
+                where=str(path),
+                hint="the file is corrupt or truncated, or lacks bands; regenerate it",
+            ) from None
+
+    def source(self, index: int) -> str:
+        """The folder of one sample (for messages)."""
+        return str(self.root / "scenes" / self.scenes[index].id)
 
     def _image(self, folder: Path, second_date: bool = False) -> FloatArray:
         out: FloatArray | None = None

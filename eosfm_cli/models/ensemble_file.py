@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from eosfm_cli import __version__
 from eosfm_cli.bands import BAND_SETS, expand_bands
 from eosfm_cli.errors import ArtifactError, BandError
+from eosfm_cli.faults import crash_point
 from eosfm_cli.models.spec import SpecialistSpec
 
 if TYPE_CHECKING:
@@ -271,7 +272,7 @@ def load_reference(
             hint="only use ensembles from a trusted source, re-exported with "
             "`eosfm export-ensemble`",
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as err:
+    except Exception as err:  # torch.load raises many types for bad files (even safetensors')
         first = str(err).split("\n")[0][:160] or type(err).__name__
         raise ArtifactError(
             f"cannot read the file as a torch.save archive ({first})",
@@ -643,6 +644,7 @@ def _atomic_target(path: Path) -> Iterator[Path]:
         yield tmp
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
+        crash_point(f"rename:{path.name}")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -142,10 +142,10 @@ def check_dataset(cfg: DatasetConfig, source: str) -> None:
     Raises:
         ProfileError: for an unknown experiment or a task that disagrees with it.
     """
-    from eosfm_cli.data.registry import get_experiment
+    from eosfm_cli.data.registry import ANY_TASK, get_experiment
 
     spec = get_experiment(cfg.name, where=f"{source}: dataset.name")
-    if cfg.task != spec.task:
+    if spec.task != ANY_TASK and cfg.task != spec.task:
         raise ProfileError(
             f"task {cfg.task!r} does not match the {spec.name} dataset ({spec.task!r})",
             where=f"{source}: dataset.task",
@@ -173,10 +173,10 @@ def print_dry_run(ctx: StageContext, stage: str, reads: list[str], writes: list[
     console.print(dump_yaml(ctx.profile), markup=False)
     console.print("[bold]reads[/bold]")
     for r in reads or ["(nothing)"]:
-        console.print(f"  {r}", markup=False)
+        console.print(f"  {r}", markup=False, soft_wrap=True)
     console.print("[bold]writes[/bold]")
     for w in writes or ["(nothing)"]:
-        console.print(f"  {w}", markup=False)
+        console.print(f"  {w}", markup=False, soft_wrap=True)
 
 
 def not_built(stage: str, issue: int) -> NoReturn:

@@ -64,12 +64,16 @@ def evaluate(ctx: StageContext, runs: list[str] | None = None) -> dict[str, dict
             ],
         )
         return None
+    from eosfm_cli.stages.fit_head import load_head_run
+
+    # Every head is loaded (and checked against its ensemble) before the workspace is touched.
+    loaded = {name: load_head_run(ctx, name) for name in names}
     results: dict[str, dict[str, Any]] = {}
     with ctx.workspace.stage_run(
         "evaluate", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
     ) as record:
         for name in names:
-            results[name] = evaluate_run(ctx, name)
+            results[name] = evaluate_run(ctx, name, loaded.pop(name))
         record.outputs = [f"eval/{r}/metrics.json" for r in names]
         record.extra["metrics"] = {r: _scalars(m) for r, m in results.items()}
     _compare(results)
@@ -80,8 +84,15 @@ def _scalars(m: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in m.items() if isinstance(v, float)}
 
 
-def evaluate_run(ctx: StageContext, name: str) -> dict[str, Any]:
-    """Evaluate one head run on its test split and write its report."""
+def evaluate_run(ctx: StageContext, name: str, loaded: Any = None) -> dict[str, Any]:
+    """Evaluate one head run on its test split and write its report.
+
+    Args:
+        ctx: the resolved profile and workspace.
+        name: the head run.
+        loaded: what :func:`~eosfm_cli.stages.fit_head.load_head_run` returned for it
+            (loaded here when ``None``).
+    """
     import torch
     import torchmetrics
 
@@ -89,7 +100,7 @@ def evaluate_run(ctx: StageContext, name: str) -> dict[str, Any]:
     from eosfm_cli.training import make_loader
     from eosfm_cli.workspace import atomic_write_json
 
-    model, _, spec, splits, module = load_head_run(ctx, name)
+    model, _, spec, splits, module = loaded if loaded is not None else load_head_run(ctx, name)
     test = splits["test"]
     module.eval()
     k = len(spec.classes)

@@ -52,6 +52,10 @@ def _param_count(state: dict[str, Any]) -> int:
     return int(sum(int(v.numel()) for v in state.values()))
 
 
+def _param_bytes(state: dict[str, Any]) -> int:
+    return int(sum(int(v.numel()) * int(v.element_size()) for v in state.values()))
+
+
 def specialist_table(entries: list[tuple[Any, dict[str, Any]]], title: str) -> Table:
     """A rich table of specialists: name, backbone, bands, parameters, metrics."""
     table = Table(title=title, title_justify="left")
@@ -211,16 +215,21 @@ def export_ensemble(
     from eosfm_cli.models.ensemble_file import save_ensemble, save_reference
 
     parsed = parse_bands_option(bands or [])
+    # Every source is read and checked before the workspace is touched: a missing, corrupt or
+    # unsafe checkpoint leaves no trace in it.
+    if encoders_folder is not None:
+        entries, inputs = _folder_entries(encoders_folder, parsed)
+        if only:
+            keep = {n.strip() for n in only.split(",")}
+            entries = [e for e in entries if e[0].name in keep]
+    else:
+        entries, inputs = _workspace_entries(ctx, only)
+    from eosfm_cli.workspace import check_space
+
+    check_space(target, sum(_param_bytes(e[1]) for e in entries))
     with ctx.workspace.stage_run(
         "export-ensemble", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
     ) as run:
-        if encoders_folder is not None:
-            entries, inputs = _folder_entries(encoders_folder, parsed)
-            if only:
-                keep = {n.strip() for n in only.split(",")}
-                entries = [e for e in entries if e[0].name in keep]
-        else:
-            entries, inputs = _workspace_entries(ctx, only)
         specs = [e[0] for e in entries]
         states = [e[1] for e in entries]
         if fmt == "pth":

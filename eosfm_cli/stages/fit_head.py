@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from eosfm_cli.console import Verbosity, console, info
-from eosfm_cli.errors import ArtifactError, ProfileError
+from eosfm_cli.distributed import end_distributed, is_rank_zero
+from eosfm_cli.errors import ArtifactError, ProfileError, WorkspaceError
+from eosfm_cli.profiles import artifact_name
 from eosfm_cli.stages.common import StageContext, dataset_root, print_dry_run
 
 
@@ -46,6 +48,11 @@ def ensemble_file(ctx: StageContext, ensemble: Path | None) -> Path:
             where=str(path),
             hint="run `eosfm export-ensemble` first, or pass --ensemble FILE",
         )
+    from eosfm_cli.models.ensemble_file import detect_format, read_metadata
+
+    # Cheap checks first (no tensor is read): a wrong or truncated file fails in milliseconds.
+    if detect_format(path) == "native":
+        read_metadata(path)
     return path
 
 
@@ -169,6 +176,8 @@ def prepare_features(
     built = []
     for split, cache in caches.items():
         got = cache.load()
+        if got is None and not is_rank_zero():
+            got = _wait_for_cache(cache)
         if got is None:
             with Progress(console=console, transient=True, disable=Verbosity.quiet) as progress:
                 task = progress.add_task(f"caching {split} features", total=len(datasets[split]))
@@ -186,6 +195,21 @@ def prepare_features(
         else f"feature cache reused ({total / 1e6:.1f} MB)"
     )
     return out, reason
+
+
+def _wait_for_cache(cache: Any, timeout: float = 3600.0) -> Any:
+    """On a DDP rank other than 0: wait until rank 0 has built a cache entry."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cache.load()
+        if got is not None:
+            return got
+        time.sleep(1.0)
+    raise WorkspaceError(
+        "rank 0 did not build the feature cache in time",
+        where=str(cache.folder),
+        hint="check rank 0's output, or set cache.enabled: false",
+    )
 
 
 def _advance(progress: Any, task: Any, done: int, total: int) -> None:
@@ -215,7 +239,7 @@ def fit_head(
     """
     spec, root, bands = downstream_spec(ctx, dataset)
     k = k if k is not None else ctx.profile.ensemble.max_encoders
-    run_name = run or (spec.name + (f"-k{k}" if k else ""))
+    run_name = artifact_name(run or (spec.name + (f"-k{k}" if k else "")), "--run")
     folder = ctx.workspace.path("heads", run_name)
     if ctx.dry_run:
         ens_s = str(ensemble or f"ensembles/{ctx.profile.ensemble.name}.safetensors")
@@ -249,13 +273,15 @@ def fit_head(
 
     from eosfm_cli.workspace import sha256_file
 
+    # The ensemble is read and K checked before the workspace is touched: a bad file or an
+    # impossible K leaves no trace in it.
+    pl.seed_everything(ctx.profile.seed, workers=True, verbose=False)
+    ens_sha = sha256_file(ens)
+    cfg = head_config(ctx, spec, bands, freeze, k)
+    model = build_model(ctx, ens, cfg)
     with ctx.workspace.stage_run(
         "fit-head", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
     ) as record:
-        pl.seed_everything(ctx.profile.seed, workers=True, verbose=False)
-        ens_sha = sha256_file(ens)
-        cfg = head_config(ctx, spec, bands, freeze, k)
-        model = build_model(ctx, ens, cfg)
         if Verbosity.verbose:
             console.print(model.encoder.explain(), markup=False)
         else:
@@ -279,10 +305,15 @@ def fit_head(
         data, cache_reason = prepare_features(ctx, model, datasets, key, use_cache=freeze)
         info(cache_reason)
         result = train_head(ctx, model, spec, data, folder)
+        if result is None:
+            return None  # a DDP rank other than 0: rank 0 writes
         result.cache = cache_reason
         from eosfm_cli.models.generalist import save_head_run
         from eosfm_cli.workspace import atomic_write_json
 
+        # head.json, written last, marks a finished run (as specialist.json does).
+        atomic_write_json(folder / "metrics.json", result.metrics)
+        atomic_write_json(folder / "gates.json", result.gates)
         save_head_run(
             folder,
             model,
@@ -290,8 +321,6 @@ def fit_head(
             ens_sha,
             {"dataset": spec.name, "root": str(root), "metrics": _scalars(result)},
         )
-        atomic_write_json(folder / "metrics.json", result.metrics)
-        atomic_write_json(folder / "gates.json", result.gates)
         record.inputs = {ctx.workspace.relative(ens): ens_sha}
         record.outputs = [
             f"heads/{run_name}/{f}"
@@ -382,13 +411,17 @@ def _scalars(res: HeadResult) -> dict[str, dict[str, float]]:
 
 def train_head(
     ctx: StageContext, model: Any, spec: Any, data: dict[str, Any], folder: Path
-) -> HeadResult:
-    """Train the head with Lightning, keep the best epoch by the task's monitor metric."""
+) -> HeadResult | None:
+    """Train the head with Lightning, keep the best epoch by the task's monitor metric.
+
+    Returns:
+        The result; ``None`` on a DDP rank other than 0, which neither scores nor writes.
+    """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import RichProgressBar
 
     from eosfm_cli.tasks import head_task
-    from eosfm_cli.training import make_trainer, quiet_lightning
+    from eosfm_cli.training import crash_points_callback, make_trainer, quiet_lightning
 
     quiet_lightning(Verbosity.verbose)
     t = ctx.profile.trainer
@@ -426,7 +459,7 @@ def train_head(
                     state=copy.deepcopy(model.trainable_state()),
                 )
 
-    callbacks: list[Any] = [KeepBest()]
+    callbacks: list[Any] = [KeepBest(), crash_points_callback()]
     if not Verbosity.quiet:
         callbacks.append(RichProgressBar(leave=False))
     trainer = make_trainer(t, callbacks, Verbosity.quiet, logger=False, enable_checkpointing=False)
@@ -441,6 +474,18 @@ def train_head(
     if trainer.interrupted:
         raise KeyboardInterrupt
     seconds = time.perf_counter() - start
+    if trainer.world_size > 1:
+        # Score the best head once, on rank 0 over the whole splits; the others are done.
+        end_distributed()
+        if not trainer.is_global_zero:
+            return None
+        trainer = make_trainer(
+            t.model_copy(update={"devices": 1, "num_nodes": 1, "strategy": "auto"}),
+            [],
+            True,
+            logger=False,
+            enable_checkpointing=False,
+        )
     if best["state"] is not None:
         model.load_state_dict(best["state"], strict=False)
     metrics = {}

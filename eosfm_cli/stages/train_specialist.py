@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from eosfm_cli.console import Verbosity, console, info
+from eosfm_cli.distributed import end_distributed, is_rank_zero
 from eosfm_cli.errors import DataError, ProfileError, WorkspaceError
+from eosfm_cli.profiles import artifact_name
 from eosfm_cli.stages.common import StageContext, dataset_root, print_dry_run
 
 SPLITS = ("train", "val", "test")
@@ -50,7 +52,7 @@ def build_splits(ctx: StageContext) -> tuple[Any, dict[str, Any], Path]:
     Returns:
         ``(experiment spec, {split: dataset}, root)``.
     """
-    from eosfm_cli.data.registry import get_experiment
+    from eosfm_cli.data.registry import ANY_TASK, get_experiment
 
     cfg = ctx.profile.dataset
     if cfg is None:
@@ -73,7 +75,8 @@ def build_splits(ctx: StageContext) -> tuple[Any, dict[str, Any], Path]:
         seed=ctx.profile.data.split_seed,
         patch_size=cfg.patch_size,
         ignore_index=cfg.ignore_index,
-        options=cfg.options,
+        # an experiment of any task (folder) learns it from the profile
+        options={**cfg.options, "task": cfg.task} if spec.task == ANY_TASK else cfg.options,
     )
     return spec, datasets, root
 
@@ -95,6 +98,7 @@ def load_splits(
         DataError: when the root is missing or a split is empty.
     """
     from eosfm_cli.data.base import DatasetRequest
+    from eosfm_cli.data.checks import check_split
 
     if not root.exists():
         raise DataError(
@@ -114,13 +118,14 @@ def load_splits(
             seed=seed,
             patch_size=patch_size,
             ignore_index=ignore_index,
-            options=dict(options or {}),
+            options={**spec.options, **(options or {})},
         )
         ds = build(req)
         if len(ds) == 0:
             raise DataError(
                 f"the {split} split is empty", where=str(root), hint=f"expected {spec.layout}"
             )
+        check_split(ds, split, root, bands, spec.task, len(classes), ignore_index)
         datasets[split] = ds
     return datasets
 
@@ -142,7 +147,9 @@ def _statistics(
         "patch_size": cfg.patch_size,
         "options": cfg.options,
     }
-    mean, std = band_statistics(train_ds, bands, ctx.workspace.path("cache", "stats"), key)
+    mean, std = band_statistics(
+        train_ds, bands, ctx.workspace.path("cache", "stats"), key, write=is_rank_zero()
+    )
     return mean, std, "train split (streaming pass)"
 
 
@@ -170,7 +177,7 @@ def train_specialist(
             where=f"{ctx.source}: dataset",
             hint="pass --dataset NAME (see `eosfm datasets list`)",
         )
-    name = name or cfg.name
+    name = artifact_name(name or cfg.name, "--name")
     folder = ctx.workspace.specialist_dir(name)
     rel = f"specialists/{name}"
     if ctx.dry_run:
@@ -203,6 +210,7 @@ def train_specialist(
             hint="pass --overwrite to retrain it, or --name to train another",
         )
     spec, datasets, root = build_splits(ctx)
+    check_backbone(ctx.profile.model.backbone, f"{ctx.source}: model.backbone")
 
     import torch
 
@@ -237,7 +245,7 @@ def train_specialist(
             drop_path_rate=ctx.profile.model.drop_path_rate,
             label_smoothing=ctx.profile.model.label_smoothing,
         )
-        if not resume and not overwrite:
+        if not resume and not overwrite and is_rank_zero():
             for stale in ("last.ckpt", "best.ckpt"):
                 with contextlib.suppress(FileNotFoundError):
                     (folder / stale).unlink()
@@ -245,6 +253,10 @@ def train_specialist(
         if result is None:  # interrupted: keep last.ckpt, write nothing final
             raise KeyboardInterrupt
         trainer, seconds, best = result
+        if trainer.world_size > 1:
+            end_distributed()
+        if not trainer.is_global_zero:
+            return None  # rank 0 evaluates and writes; see eosfm_cli.distributed
         metrics = {
             "val": model_metrics(trainer, model, datasets["val"], "val", best, ctx),
             "test": model_metrics(trainer, model, datasets["test"], "test", best, ctx),
@@ -297,6 +309,26 @@ def train_specialist(
     return res
 
 
+def check_backbone(backbone: str, where: str) -> None:
+    """Refuse a backbone timm does not know, before anything is written.
+
+    Raises:
+        ProfileError: naming the key and the closest timm names.
+    """
+    import difflib
+
+    import timm
+
+    if timm.is_model(backbone):
+        return
+    close = difflib.get_close_matches(backbone, timm.list_models(), n=3, cutoff=0.6)
+    raise ProfileError(
+        f"unknown timm backbone {backbone!r}",
+        where=where,
+        hint=f"did you mean {', '.join(close)}?" if close else "see timm.list_models()",
+    )
+
+
 def _scalar(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
@@ -309,6 +341,7 @@ def _fit(
 
     from eosfm_cli.training import (
         atomic_checkpoint_io,
+        crash_points_callback,
         make_loader,
         make_trainer,
         quiet_lightning,
@@ -337,7 +370,7 @@ def _fit(
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
-    callbacks: list[Any] = [best_cb, last_cb]
+    callbacks: list[Any] = [best_cb, last_cb, crash_points_callback()]
     if not Verbosity.quiet:
         callbacks.append(RichProgressBar(leave=False))
     loggers: list[Any] = [CSVLogger(save_dir=folder, name="logs", version="")]
