@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
-from eosfm_cli.data.windows import Box, check_options, option_int, plan_boxes
+from eosfm_cli.data.windows import PatchWindow, check_options, int_option, plan_windows
 from eosfm_cli.errors import DataError
 
 #: The band stored in every SAR image.
@@ -121,7 +121,9 @@ class CaFFeSplit(Dataset[dict[str, Tensor]]):
         fill: mask value of pixels whose grey value is not a zone class.
     """
 
-    def __init__(self, samples: list[tuple[Path, Path, Box]], channels: int, fill: int) -> None:
+    def __init__(
+        self, samples: list[tuple[Path, Path, PatchWindow]], channels: int, fill: int
+    ) -> None:
         self.samples = samples
         self.channels = channels
         self._lookup = zone_lookup(fill)
@@ -174,7 +176,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             where=where,
             hint=f"use the classes {', '.join(CLASSES)}",
         )
-    crops = option_int(request.options, "crops_per_image", None)
+    crops = int_option(request.options, "crops_per_image", None)
     root = require_dir(Path(request.root), LAYOUT)
     if not (root / DATA_DIR).is_dir() and (root / "caffe.zip").is_file():
         raise DataError(
@@ -187,7 +189,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     samples = []
     for image, zone in index_split(root, request.split):
         height, width = png_size(image)
-        for box in plan_boxes(height, width, request.patch_size, request.split, rng, crops):
+        for box in plan_windows(height, width, request.patch_size, request.split, rng, crops):
             samples.append((image, zone, box))
     fill = 0 if request.ignore_index is None else int(request.ignore_index)
     return CaFFeSplit(samples, len(request.bands), fill)

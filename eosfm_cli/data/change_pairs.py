@@ -3,7 +3,7 @@
 A :class:`ChangeScene` names, for each channel the model wants, the file and the 1-based band
 that holds it on each date (one multi-band file per date for LEVIR-CD+, one file per band for
 OSCD), and the change mask. :class:`WindowedChangePairs` reads only the window of a sample from
-every file, as :class:`~eosfm_cli.data.patches.WindowedSegmentation` does for segmentation:
+every file, as :class:`~eosfm_cli.data.windows.WindowedSegmentation` does for segmentation:
 seeded random crops for training, a covering grid of tiles for validation and test.
 """
 
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.patches import PatchWindow, random_windows, read_window, tile_windows
+from eosfm_cli.data.windows import PatchWindow, plan_windows, read_window
 
 #: One channel of a date: a file and its 1-based band.
 Channel = tuple[Path, int]
@@ -88,10 +88,7 @@ class WindowedChangePairs(Dataset[dict[str, Tensor]]):
         #: (scene index, window) of every sample
         self.windows: list[tuple[int, PatchWindow]] = []
         for i, scene in enumerate(self.scenes):
-            if split == "train":
-                found = random_windows(scene.height, scene.width, patch_size, crops_per_image, rng)
-            else:
-                found = tile_windows(scene.height, scene.width, patch_size)
+            found = plan_windows(scene.height, scene.width, patch_size, split, rng, crops_per_image)
             self.windows.extend((i, w) for w in found)
 
     def __len__(self) -> int:

@@ -34,11 +34,11 @@ from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir, require_file
 from eosfm_cli.data.windows import (
-    Box,
+    PatchWindow,
     check_options,
-    option_fraction,
-    option_int,
-    plan_boxes,
+    fraction_option,
+    int_option,
+    plan_windows,
     split_keys,
 )
 from eosfm_cli.errors import DataError
@@ -86,7 +86,11 @@ class CloudCoverWindows(Dataset[dict[str, Tensor]]):
     """
 
     def __init__(
-        self, root: Path, part: str, samples: Sequence[tuple[str, Box | None]], bands: Sequence[str]
+        self,
+        root: Path,
+        part: str,
+        samples: Sequence[tuple[str, PatchWindow | None]],
+        bands: Sequence[str],
     ) -> None:
         self.features = root / part / f"{part}_features"
         self.labels = root / part / f"{part}_labels"
@@ -97,13 +101,13 @@ class CloudCoverWindows(Dataset[dict[str, Tensor]]):
         """Return the number of samples."""
         return len(self.samples)
 
-    def _read(self, path: Path, box: Box | None) -> np.ndarray[Any, Any]:
+    def _read(self, path: Path, box: PatchWindow | None) -> np.ndarray[Any, Any]:
         import rasterio
         from rasterio.errors import RasterioIOError
 
         try:
             with rasterio.open(path) as src:
-                return src.read(1, window=box.window() if box else None)
+                return src.read(1, window=box.to_rasterio() if box else None)
         except RasterioIOError as err:
             raise DataError(
                 "Cloud Cover file missing or unreadable", where=str(path), hint=f"expected {LAYOUT}"
@@ -183,8 +187,8 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             where=where,
             hint=f"use the classes {', '.join(CLASSES)}",
         )
-    val_fraction = option_fraction(request.options, "val_fraction", 0.1)
-    crops = option_int(request.options, "crops_per_image", None)
+    val_fraction = fraction_option(request.options, "val_fraction", 0.1, allow_zero=True)
+    crops = int_option(request.options, "crops_per_image", None)
     root = require_dir(Path(request.root), LAYOUT)
     part = release_split(request.split)
     require_dir(root / part, LAYOUT)
@@ -230,10 +234,10 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         return TorchGeoChips(inner, rows, order)
 
     rng = random.Random(request.seed)
-    samples: list[tuple[str, Box | None]] = []
+    samples: list[tuple[str, PatchWindow | None]] = []
     for i in rows:
         chip = ids[i]
         height, width = chip_size(labels / f"{chip}.tif")
-        for box in plan_boxes(height, width, request.patch_size, request.split, rng, crops):
+        for box in plan_windows(height, width, request.patch_size, request.split, rng, crops):
             samples.append((chip, box))
     return CloudCoverWindows(root, part, samples, request.bands)

@@ -18,7 +18,7 @@ Splits. ``test`` is ``test_data``; ``val`` is a seeded ``options["val_fraction"]
 of the training images); ``train`` is the rest.
 
 torchgeo's class is not used to read: it decodes every 2448x2448 image and mask whole. This
-module reads the same files as windows (:class:`~eosfm_cli.data.patches.WindowedSegmentation`):
+module reads the same files as windows (:class:`~eosfm_cli.data.windows.WindowedSegmentation`):
 ``options["crops_per_image"]`` seeded random crops per image for training, a covering grid of
 tiles for val and test. JPEG pixels are decoded by GDAL, whose decoder may differ from Pillow's
 by a few DN at chroma edges.
@@ -34,12 +34,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
-from eosfm_cli.data.patches import (
+from eosfm_cli.data.windows import (
     ImagePair,
     WindowedSegmentation,
     fraction_option,
-    hold_out,
     int_option,
+    split_keys,
 )
 from eosfm_cli.errors import DataError
 
@@ -142,7 +142,8 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     root = require_dir(Path(request.root), LAYOUT)
     pairs = list_pairs(root, SPLIT_DIRS["test" if request.split == "test" else "train"])
     if request.split != "test":
-        val_names = hold_out([p.image.name for p in pairs], val_fraction, request.seed)
+        names = [p.image.name for p in pairs]
+        val_names = set(split_keys(names, request.seed, {"val": val_fraction}, sort_key=str)["val"])
         pairs = [p for p in pairs if (p.image.name in val_names) == (request.split == "val")]
     if not pairs:
         raise DataError(

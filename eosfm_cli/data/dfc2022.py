@@ -36,11 +36,11 @@ from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
 from eosfm_cli.data.windows import (
-    Box,
+    PatchWindow,
     check_options,
-    option_fraction,
-    option_int,
-    plan_boxes,
+    fraction_option,
+    int_option,
+    plan_windows,
     split_keys,
 )
 from eosfm_cli.errors import DataError
@@ -126,7 +126,7 @@ class DFC2022Split(Dataset[dict[str, Tensor]]):
     """
 
     def __init__(
-        self, samples: list[tuple[Tile, Box]], bands: tuple[str, ...], ignore_index: int
+        self, samples: list[tuple[Tile, PatchWindow]], bands: tuple[str, ...], ignore_index: int
     ) -> None:
         self.samples = samples
         self.bands = bands
@@ -136,7 +136,7 @@ class DFC2022Split(Dataset[dict[str, Tensor]]):
         """Return the number of windows."""
         return len(self.samples)
 
-    def _dem(self, tile: Tile, box: Box, shape: tuple[int, int]) -> np.ndarray[Any, Any]:
+    def _dem(self, tile: Tile, box: PatchWindow, shape: tuple[int, int]) -> np.ndarray[Any, Any]:
         from rasterio.enums import Resampling
         from rasterio.windows import Window
 
@@ -159,13 +159,13 @@ class DFC2022Split(Dataset[dict[str, Tensor]]):
         with _open(tile.image) as src:
             shape = (src.height, src.width)
             if rgb:
-                data = src.read([FILE_BANDS.index(b) + 1 for b in rgb], window=box.window())
+                data = src.read([FILE_BANDS.index(b) + 1 for b in rgb], window=box.to_rasterio())
                 layers.update(zip(rgb, data, strict=True))
         if "DEM" in self.bands:
             layers["DEM"] = self._dem(tile, box, shape)
         image = np.stack([layers[b] for b in self.bands]).astype(np.float32)
         with _open(tile.target) as src:
-            mask = src.read(1, window=box.window()).astype(np.int64)
+            mask = src.read(1, window=box.to_rasterio()).astype(np.int64)
         mask[(mask < 0) | (mask >= len(CLASSES))] = self.ignore_index
         return {"image": torch.from_numpy(image), "mask": torch.from_numpy(mask)}
 
@@ -195,10 +195,10 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             hint="use the registry's URBANATLAS16_CLASSES",
         )
     fractions = {
-        "test": option_fraction(request.options, "test_fraction", 0.2),
-        "val": option_fraction(request.options, "val_fraction", 0.1),
+        "test": fraction_option(request.options, "test_fraction", 0.2, allow_zero=True),
+        "val": fraction_option(request.options, "val_fraction", 0.1, allow_zero=True),
     }
-    crops = option_int(request.options, "crops_per_image", None)
+    crops = int_option(request.options, "crops_per_image", None)
     root = require_dir(Path(request.root), LAYOUT)
     tiles = index_tiles(root)
     chosen = set(split_keys([t.key for t in tiles], request.seed, fractions)[request.split])
@@ -214,7 +214,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     for tile in selected:
         with _open(tile.image) as src:
             height, width = src.height, src.width
-        for box in plan_boxes(height, width, request.patch_size, request.split, rng, crops):
+        for box in plan_windows(height, width, request.patch_size, request.split, rng, crops):
             samples.append((tile, box))
     ignore = 0 if request.ignore_index is None else int(request.ignore_index)
     return DFC2022Split(samples, tuple(request.bands), ignore)

@@ -41,12 +41,12 @@ from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
 from eosfm_cli.data.windows import (
-    Box,
+    PatchWindow,
+    bool_option,
     check_options,
-    option_bool,
-    option_fraction,
-    option_int,
-    plan_boxes,
+    fraction_option,
+    int_option,
+    plan_windows,
     split_keys,
 )
 from eosfm_cli.errors import DataError
@@ -150,7 +150,7 @@ class ETCI2021Split(Dataset[dict[str, Tensor]]):
         bands: requested bands among VV and VH (repeats allowed).
     """
 
-    def __init__(self, samples: list[tuple[Tile, Box]], bands: tuple[str, ...]) -> None:
+    def __init__(self, samples: list[tuple[Tile, PatchWindow]], bands: tuple[str, ...]) -> None:
         self.samples = samples
         self.bands = bands
 
@@ -195,10 +195,10 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             where=where,
             hint=f"use the classes {', '.join(CLASSES)}",
         )
-    val_fraction = option_fraction(request.options, "val_fraction", 0.1)
-    drop_empty = option_bool(request.options, "drop_empty", False)
-    empty_fraction = option_fraction(request.options, "empty_fraction", 0.1)
-    crops = option_int(request.options, "crops_per_image", None)
+    val_fraction = fraction_option(request.options, "val_fraction", 0.1, allow_zero=True)
+    drop_empty = bool_option(request.options, "drop_empty", False)
+    empty_fraction = fraction_option(request.options, "empty_fraction", 0.1, allow_zero=True)
+    crops = int_option(request.options, "crops_per_image", None)
 
     root = require_dir(Path(request.root), LAYOUT)
     part = "test" if request.split == "test" else "train"
@@ -221,6 +221,6 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     samples = []
     for tile in tiles:
         height, width = png_size(tile.path("flood_label"))
-        for box in plan_boxes(height, width, request.patch_size, request.split, rng, crops):
+        for box in plan_windows(height, width, request.patch_size, request.split, rng, crops):
             samples.append((tile, box))
     return ETCI2021Split(samples, tuple(request.bands))

@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
-from eosfm_cli.data.patches import fraction_option
+from eosfm_cli.data.windows import fraction_option
 from eosfm_cli.errors import DataError
 
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")

@@ -20,7 +20,7 @@ images, whole images only; **train** is the rest. The unlabelled ``test`` folder
 torchgeo's class is not used to read: it decodes each 5000x5000 image and mask whole, and it
 finds the image number by searching the whole path (a digit in the root folder name breaks its
 train/val split). This module reads the same files as windows
-(:class:`~eosfm_cli.data.patches.WindowedSegmentation`): ``options["crops_per_image"]`` seeded
+(:class:`~eosfm_cli.data.windows.WindowedSegmentation`): ``options["crops_per_image"]`` seeded
 random crops per image for training, a grid of tiles covering each image for val and test.
 """
 
@@ -35,12 +35,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
-from eosfm_cli.data.patches import (
+from eosfm_cli.data.windows import (
     ImagePair,
     WindowedSegmentation,
     fraction_option,
-    hold_out,
     int_option,
+    split_keys,
 )
 from eosfm_cli.errors import DataError
 
@@ -122,7 +122,8 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
 
     held_out = [(c, n, p) for c, n, p in pairs if n <= HELD_OUT_PER_CITY]
     rest = [(c, n, p) for c, n, p in pairs if n > HELD_OUT_PER_CITY]
-    val_names = hold_out([p.image.name for _, _, p in rest], val_fraction, request.seed)
+    names = [p.image.name for _, _, p in rest]
+    val_names = set(split_keys(names, request.seed, {"val": val_fraction}, sort_key=str)["val"])
     chosen = {
         "test": held_out,
         "val": [t for t in rest if t[2].image.name in val_names],

@@ -42,12 +42,12 @@ from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir, require_file
 from eosfm_cli.data.windows import (
-    Box,
+    PatchWindow,
     check_options,
-    grid_boxes,
-    option_fraction,
-    option_int,
+    fraction_option,
+    int_option,
     split_keys,
+    tile_windows,
 )
 from eosfm_cli.errors import DataError
 
@@ -71,13 +71,13 @@ LAYOUT = (
 OPTIONS = ("date", "val_fraction", "test_fraction", "crops_per_image")
 
 
-def _read(path: Path, box: Box | None = None, band: int = 1) -> np.ndarray[Any, Any]:
+def _read(path: Path, box: PatchWindow | None = None, band: int = 1) -> np.ndarray[Any, Any]:
     import rasterio
     from rasterio.errors import RasterioIOError
 
     try:
         with rasterio.open(path) as src:
-            return src.read(band, window=box.window() if box else None)
+            return src.read(band, window=box.to_rasterio() if box else None)
     except RasterioIOError as err:
         raise DataError(
             f"cannot read the Kenya crop type file ({err})",
@@ -174,7 +174,7 @@ class KenyaCropTypeSplit(Dataset[dict[str, Tensor]]):
 
     def __init__(
         self,
-        samples: list[tuple[KenyaTile, Box]],
+        samples: list[tuple[KenyaTile, PatchWindow]],
         fields: Mapping[str, np.ndarray[Any, Any]],
         bands: tuple[str, ...],
         ignore_index: int,
@@ -205,7 +205,7 @@ def _counter(labelled: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return table
 
 
-def _count(table: np.ndarray[Any, Any], box: Box) -> int:
+def _count(table: np.ndarray[Any, Any], box: PatchWindow) -> int:
     r0, c0, r1, c1 = box.row, box.col, box.row + box.height, box.col + box.width
     return int(table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0])
 
@@ -216,7 +216,7 @@ def choose_chips(
     split: str,
     rng: random.Random,
     crops: int | None,
-) -> list[Box]:
+) -> list[PatchWindow]:
     """Pick the chips of one tile that hold at least one labelled pixel of the split.
 
     Val and test take the systematic tiles; train draws seeded random crops (``crops`` of them,
@@ -224,16 +224,16 @@ def choose_chips(
     """
     height, width = labelled.shape
     table = _counter(labelled)
-    grid = [b for b in grid_boxes(height, width, size) if _count(table, b) > 0]
+    grid = [b for b in tile_windows(height, width, size) if _count(table, b) > 0]
     if split != "train" or size is None or not grid or (height <= size and width <= size):
         return grid
     wanted = len(grid) if crops is None else crops
     th, tw = min(size, height), min(size, width)
-    boxes: list[Box] = []
+    boxes: list[PatchWindow] = []
     for _ in range(wanted * 100):
         if len(boxes) == wanted:
             break
-        box = Box(rng.randint(0, height - th), rng.randint(0, width - tw), th, tw)
+        box = PatchWindow(rng.randint(0, height - th), rng.randint(0, width - tw), th, tw)
         if _count(table, box) > 0:
             boxes.append(box)
     return boxes
@@ -272,10 +272,10 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             hint=f"use one of {', '.join(DATES)}",
         )
     fractions = {
-        "test": option_fraction(request.options, "test_fraction", 0.2),
-        "val": option_fraction(request.options, "val_fraction", 0.1),
+        "test": fraction_option(request.options, "test_fraction", 0.2, allow_zero=True),
+        "val": fraction_option(request.options, "val_fraction", 0.1, allow_zero=True),
     }
-    crops = option_int(request.options, "crops_per_image", None)
+    crops = int_option(request.options, "crops_per_image", None)
     ignore = -1 if request.ignore_index is None else int(request.ignore_index)
     root = require_dir(Path(request.root), LAYOUT)
     tiles = index_tiles(root, date, tuple(request.bands))

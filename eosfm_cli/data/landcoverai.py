@@ -17,7 +17,7 @@ torchgeo's class is not used to read: when the split files or tiles are incomple
 ``output.zip`` if one lies in the root, it decodes tiles whole and keeps up to 128 decoded tiles
 per worker in an ``lru_cache``, and it cannot tile them below 512 px. This module checks the
 layout, then reads the same files as windows
-(:class:`~eosfm_cli.data.patches.WindowedSegmentation`): with a ``patch_size`` below the tile
+(:class:`~eosfm_cli.data.windows.WindowedSegmentation`): with a ``patch_size`` below the tile
 size, ``options["crops_per_image"]`` (1) seeded random crops per tile for training and a
 covering grid of tiles for val and test; otherwise each tile is one sample. The JPEG tiles are
 decoded by GDAL, whose decoder may differ from Pillow's by a few DN at chroma edges.
@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir, require_file
-from eosfm_cli.data.patches import ImagePair, WindowedSegmentation, int_option
+from eosfm_cli.data.windows import ImagePair, WindowedSegmentation, int_option
 from eosfm_cli.errors import DataError
 
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
 from eosfm_cli.data.change_pairs import ChangeScene, WindowedChangePairs
-from eosfm_cli.data.patches import fraction_option, hold_out, int_option, raster_shape
+from eosfm_cli.data.windows import fraction_option, int_option, raster_shape, split_keys
 from eosfm_cli.errors import DataError
 
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
@@ -106,7 +106,8 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         files = list_pairs(root, "test")
     else:
         train = list_pairs(root, "train")
-        val = hold_out([Path(f["image1"]).name for f in train], val_fraction, request.seed)
+        names = [Path(f["image1"]).name for f in train]
+        val = set(split_keys(names, request.seed, {"val": val_fraction}, sort_key=str)["val"])
         keep = request.split == "val"
         files = [f for f in train if (Path(f["image1"]).name in val) == keep]
     if not files:

@@ -18,7 +18,7 @@ rest of ``Train``. ``options["scenes"]`` (``["urban", "rural"]``) picks the scen
 torchgeo's ``scene`` argument does.
 
 torchgeo's class is not used to read: it decodes each 1024x1024 image whole. This module reads
-the same files as windows (:class:`~eosfm_cli.data.patches.WindowedSegmentation`):
+the same files as windows (:class:`~eosfm_cli.data.windows.WindowedSegmentation`):
 ``options["crops_per_image"]`` (4) seeded random crops per image for training, a covering grid
 of tiles for val and test.
 """
@@ -33,12 +33,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
-from eosfm_cli.data.patches import (
+from eosfm_cli.data.windows import (
     ImagePair,
     WindowedSegmentation,
     fraction_option,
-    hold_out,
     int_option,
+    split_keys,
 )
 from eosfm_cli.errors import DataError
 
@@ -147,7 +147,8 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     if request.split != "test":
         # keyed by scene and file name: numbers are unique across scenes, but be safe
         key = {p.image: f"{p.image.parent.parent.name}/{p.image.name}" for p in pairs}
-        val_keys = hold_out(list(key.values()), val_fraction, request.seed)
+        names = list(key.values())
+        val_keys = set(split_keys(names, request.seed, {"val": val_fraction}, sort_key=str)["val"])
         pairs = [p for p in pairs if (key[p.image] in val_keys) == (request.split == "val")]
     if not pairs:
         raise DataError(

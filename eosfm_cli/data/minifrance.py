@@ -39,7 +39,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
-from eosfm_cli.data.patches import (
+from eosfm_cli.data.registry import URBANATLAS16_CLASSES
+from eosfm_cli.data.windows import (
     ImagePair,
     MaskDecoder,
     PatchWindow,
@@ -48,7 +49,6 @@ from eosfm_cli.data.patches import (
     int_option,
     raster_shape,
 )
-from eosfm_cli.data.registry import URBANATLAS16_CLASSES
 from eosfm_cli.errors import DataError
 
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")

@@ -41,7 +41,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir, require_file
-from eosfm_cli.data.patches import PatchWindow, int_option, random_windows, tile_windows
+from eosfm_cli.data.windows import PatchWindow, int_option, plan_windows
 from eosfm_cli.errors import DataError
 
 #: Band order of the SPOT images (red, green, blue, NIR), as catalog names.
@@ -270,10 +270,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     windows: list[tuple[int, PatchWindow]] = []
     for i, area in enumerate(areas):
         a = area.window
-        if request.split == "train":
-            found = random_windows(a.height, a.width, patch, crops, rng)
-        else:
-            found = tile_windows(a.height, a.width, patch)
+        found = plan_windows(a.height, a.width, patch, request.split, rng, crops)
         windows.extend(
             (i, PatchWindow(a.row + w.row, a.col + w.col, w.height, w.width)) for w in found
         )

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
 from eosfm_cli.data.change_pairs import ChangeScene, WindowedChangePairs
-from eosfm_cli.data.patches import fraction_option, hold_out, int_option, raster_shape
+from eosfm_cli.data.windows import fraction_option, int_option, raster_shape, split_keys
 from eosfm_cli.errors import DataError
 
 #: The 13 bands, in the order torchgeo lists the band files.
@@ -140,7 +140,8 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         cities = list_cities(root, "test", bands)
     else:
         train = list_cities(root, "train", bands)
-        val = hold_out([str(c["region"]) for c in train], val_fraction, request.seed)
+        names = [str(c["region"]) for c in train]
+        val = set(split_keys(names, request.seed, {"val": val_fraction}, sort_key=str)["val"])
         keep = request.split == "val"
         cities = [c for c in train if (str(c["region"]) in val) == keep]
     if not cities:

@@ -23,7 +23,7 @@ Any other colour gets ``request.ignore_index`` (the registry's -1).
 
 torchgeo's class is not used to read: it decodes each 6000x6000 tile whole (144 MB of IRRG
 float32 per sample) before any crop. This loader reads the same files through rasterio windows
-(:class:`~eosfm_cli.data.patches.WindowedSegmentation`): ``options["crops_per_image"]`` (16)
+(:class:`~eosfm_cli.data.windows.WindowedSegmentation`): ``options["crops_per_image"]`` (16)
 random ``patch_size`` crops per training tile, drawn once from ``request.seed``, and a grid of
 tiles covering every validation and test image.
 """
@@ -39,13 +39,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
-from eosfm_cli.data.patches import (
+from eosfm_cli.data.windows import (
     ImagePair,
     MaskDecoder,
     WindowedSegmentation,
     fraction_option,
-    hold_out,
     int_option,
+    split_keys,
 )
 from eosfm_cli.errors import DataError
 
@@ -160,7 +160,8 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         pairs = find_pairs(root, lists["test"])
     else:
         train = find_pairs(root, lists["train"])
-        val = hold_out([p.image.name for p in train], val_fraction, request.seed)
+        names = [p.image.name for p in train]
+        val = set(split_keys(names, request.seed, {"val": val_fraction}, sort_key=str)["val"])
         keep = request.split == "val"
         pairs = [p for p in train if (p.image.name in val) == keep]
     if not pairs:
