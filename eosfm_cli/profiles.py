@@ -128,6 +128,8 @@ class ModelConfig(_Strict):
         augment: random flips / 90-degree rotations while training.
         drop_path_rate: stochastic depth of the backbone (regularises small datasets).
         label_smoothing: label smoothing of the cross-entropy losses.
+        crop_scale: smallest area fraction of random-resized training crops for scene-level
+            tasks (1 = off).
     """
 
     backbone: str = "convnextv2_atto"
@@ -138,6 +140,7 @@ class ModelConfig(_Strict):
     augment: bool = True
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    crop_scale: float = Field(1.0, gt=0, le=1)
 
 
 class EnsembleConfig(_Strict):

@@ -82,6 +82,35 @@ def warmup_cosine(opt: torch.optim.Optimizer, max_epochs: int) -> dict[str, Any]
     return {"scheduler": sched, "interval": "epoch"}
 
 
+def random_resized_crop(x: Tensor, min_scale: float) -> Tensor:
+    """Crop a random box of each image and resize it back to the image size (bilinear).
+
+    Each box covers a fraction of the image area drawn uniformly in ``[min_scale, 1]``, with an
+    aspect ratio drawn log-uniformly in ``[3/4, 4/3]``: scale variety for scene-level tasks
+    trained on few samples.
+
+    Args:
+        x: ``[B, C, H, W]`` images.
+        min_scale: the smallest area fraction.
+    """
+    import math
+
+    import torch.nn.functional as F
+
+    n, _, h, w = x.shape
+    out = torch.empty_like(x)
+    for i in range(n):
+        area = h * w * float(torch.empty(1).uniform_(min_scale, 1.0))
+        ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3))))
+        ch = max(1, min(h, round(math.sqrt(area / ratio))))
+        cw = max(1, min(w, round(math.sqrt(area * ratio))))
+        top = int(torch.randint(0, h - ch + 1, (1,)))
+        left = int(torch.randint(0, w - cw + 1, (1,)))
+        crop = x[i : i + 1, :, top : top + ch, left : left + cw]
+        out[i] = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
+    return out
+
+
 class EOTask(pl.LightningModule):
     """Base task: a normaliser, a timm encoder, a head, a loss and metrics.
 
@@ -106,6 +135,8 @@ class EOTask(pl.LightningModule):
             for the image, its second date and its mask).
         drop_path_rate: stochastic depth of the backbone.
         label_smoothing: label smoothing of cross-entropy.
+        crop_scale: smallest area fraction of the random-resized crops applied to training
+            images of scene-level tasks (classification, multi-label); 1 turns them off.
     """
 
     monitor: ClassVar[str] = "val/loss"
@@ -132,6 +163,7 @@ class EOTask(pl.LightningModule):
         augment: bool = True,
         drop_path_rate: float = 0.0,
         label_smoothing: float = 0.0,
+        crop_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -223,6 +255,9 @@ class EOTask(pl.LightningModule):
                 y = torch.rot90(t[i], ks[i], dims=(-2, -1))
                 items.append(torch.flip(y, dims=(-1,)) if flips[i] else y)
             out[key] = torch.stack(items)
+        scale = float(self.hparams.get("crop_scale", 1.0))
+        if scale < 1.0 and "mask" not in batch and "image2" not in batch:
+            out["image"] = random_resized_crop(out["image"], scale)
         return out
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

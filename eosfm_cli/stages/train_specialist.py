@@ -244,6 +244,7 @@ def train_specialist(
             augment=ctx.profile.model.augment,
             drop_path_rate=ctx.profile.model.drop_path_rate,
             label_smoothing=ctx.profile.model.label_smoothing,
+            crop_scale=ctx.profile.model.crop_scale,
         )
         if not resume and not overwrite and is_rank_zero():
             for stale in ("last.ckpt", "best.ckpt"):
