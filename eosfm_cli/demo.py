@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from eosfm_cli.console import console
-from eosfm_cli.errors import EosfmError, NotBuiltError
+from eosfm_cli.errors import EosfmError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,10 +114,6 @@ def run_synthetic(args: argparse.Namespace) -> int:
         from eosfm_cli.stages.emissions_report import emissions_report
 
         emissions_report(base)
-    except NotBuiltError as err:
-        console.print(f"[yellow]not yet available:[/yellow] {err.one_line()}")
-        console.print(f"demo stopped after {time.perf_counter() - started:.0f} s")
-        return 3
     except EosfmError as err:
         console.print(f"[bold red]error:[/bold red] {err.one_line()}")
         return 2

@@ -54,9 +54,3 @@ class WorkspaceError(EosfmError):
 
 class BandError(EosfmError):
     """A band name or band set is unknown, or bands cannot be adapted."""
-
-
-class NotBuiltError(EosfmError):
-    """A stage exists in the CLI but is not implemented yet."""
-
-    exit_code = 3

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from eosfm_cli.console import console
-from eosfm_cli.errors import NotBuiltError, ProfileError
+from eosfm_cli.errors import ProfileError
 from eosfm_cli.profiles import DatasetConfig, Profile, dump_yaml, load_profile
 from eosfm_cli.workspace import Workspace
 
@@ -177,12 +177,3 @@ def print_dry_run(ctx: StageContext, stage: str, reads: list[str], writes: list[
     console.print("[bold]writes[/bold]")
     for w in writes or ["(nothing)"]:
         console.print(f"  {w}", markup=False, soft_wrap=True)
-
-
-def not_built(stage: str, issue: int) -> NoReturn:
-    """Stop a stage whose implementation has not landed yet."""
-    raise NotBuiltError(
-        f"`eosfm {stage}` is not built yet",
-        where=stage,
-        hint=f"it arrives with issue {issue}; `eosfm --help` lists what works now",
-    )
