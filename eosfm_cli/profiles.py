@@ -231,6 +231,7 @@ class TrainerConfig(_Strict):
     compile: bool = False
     limit_train_batches: float | int | None = None
     log_every_n_steps: int = Field(10, gt=0)
+    ema_decay: float | None = Field(None, gt=0, lt=1)
 
 
 class EmissionsConfig(_Strict):

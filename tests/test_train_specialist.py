@@ -195,3 +195,19 @@ def test_one_epoch_on_release_layout_fixture(
     from eosfm_cli.data.registry import EXPERIMENTS
 
     assert tuple(spec["bands"]) == EXPERIMENTS[dataset].bands
+
+
+def test_ema_weights_are_what_best_ckpt_and_the_specialist_hold(tmp_path: Path) -> None:
+    _, res = run_training(
+        tmp_path, "synthetic_s2", SYNTHETIC, ["trainer.max_epochs=2", "trainer.ema_decay=0.5"]
+    )
+    assert res is not None and res.epochs == 2
+    folder = tmp_path / "ws" / "specialists" / "synthetic_s2"
+    check_specialist(folder, "classification")
+    ckpt = load_checkpoint_file(folder / "best.ckpt")
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert set(averaged) <= set(raw)
+    # The averaged weights lag the raw ones: at least one tensor differs.
+    assert any(
+        not torch.equal(averaged[k], raw[k]) for k in averaged if averaged[k].is_floating_point()
+    )

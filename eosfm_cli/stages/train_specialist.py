@@ -372,6 +372,12 @@ def _fit(
         auto_insert_metric_name=False,
     )
     callbacks: list[Any] = [best_cb, last_cb, crash_points_callback()]
+    if ctx.profile.trainer.ema_decay is not None:
+        # Validation, best.ckpt and the exported encoder use the averaged weights; the
+        # checkpoint keeps the raw ones too, so --resume continues the same run.
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        callbacks.append(EMAWeightAveraging(decay=ctx.profile.trainer.ema_decay))
     if not Verbosity.quiet:
         callbacks.append(RichProgressBar(leave=False))
     loggers: list[Any] = [CSVLogger(save_dir=folder, name="logs", version="")]
