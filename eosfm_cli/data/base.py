@@ -106,3 +106,33 @@ def require_file(path: Path, layout: str) -> Path:
             hint=f"expected {layout}; set the folder with --root",
         )
     return path
+
+
+def check_class_count(
+    request: DatasetRequest,
+    classes: Sequence[str],
+    dataset: str,
+    where: str,
+    kind: str = "",
+    note: str = "",
+) -> None:
+    """Refuse a profile whose class list does not match the dataset's label encoding.
+
+    Args:
+        request: the dataset request (an empty ``classes`` means "the dataset's own").
+        classes: the dataset's classes, in label order.
+        dataset: the dataset's name for the message (``"CaFFe"``).
+        where: the experiment, for the message.
+        kind: the kind of classes (``"zone"``), if worth saying.
+        note: extra words after the classes (``" (no-data first)"``).
+
+    Raises:
+        DataError: when the counts differ.
+    """
+    if request.classes and len(request.classes) != len(classes):
+        raise DataError(
+            f"{dataset} has {len(classes)} {kind + ' ' if kind else ''}classes{note}, "
+            f"{len(request.classes)} were requested",
+            where=where,
+            hint=f"use the classes {', '.join(classes)}",
+        )

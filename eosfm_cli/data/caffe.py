@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
 from eosfm_cli.data.windows import PatchWindow, check_options, int_option, plan_windows
 from eosfm_cli.errors import DataError
 
@@ -170,12 +170,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     where = f"dataset {request.name or 'caffe'}"
     band_indices(request.bands, FILE_BANDS, where)
     check_options(request.options, OPTIONS, where)
-    if request.classes and len(request.classes) != len(CLASSES):
-        raise DataError(
-            f"CaFFe has {len(CLASSES)} zone classes, {len(request.classes)} were requested",
-            where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
-        )
+    check_class_count(request, CLASSES, "CaFFe", where, kind="zone")
     crops = int_option(request.options, "crops_per_image", None)
     root = require_dir(Path(request.root), LAYOUT)
     if not (root / DATA_DIR).is_dir() and (root / "caffe.zip").is_file():

@@ -32,7 +32,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir, require_file
+from eosfm_cli.data.base import (
+    DatasetRequest,
+    band_indices,
+    check_class_count,
+    require_dir,
+    require_file,
+)
 from eosfm_cli.data.windows import (
     PatchWindow,
     check_options,
@@ -181,12 +187,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     where = f"dataset {request.name or 'cloud_cover'}"
     band_indices(request.bands, FILE_BANDS, where)
     check_options(request.options, OPTIONS, where)
-    if request.classes and len(request.classes) != len(CLASSES):
-        raise DataError(
-            f"Cloud Cover is binary, {len(request.classes)} classes were requested",
-            where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
-        )
+    check_class_count(request, CLASSES, "Cloud Cover", where)
     val_fraction = fraction_option(request.options, "val_fraction", 0.1, allow_zero=True)
     crops = int_option(request.options, "crops_per_image", None)
     root = require_dir(Path(request.root), LAYOUT)

@@ -33,7 +33,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
 from eosfm_cli.data.windows import (
     ImagePair,
     WindowedSegmentation,
@@ -131,12 +131,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'deepglobe_lcc'}"
     bands = band_indices(request.bands, FILE_BANDS, where)
-    if request.classes and len(request.classes) != len(CLASSES):
-        raise DataError(
-            f"DeepGlobe has {len(CLASSES)} classes, {len(request.classes)} requested",
-            where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
-        )
+    check_class_count(request, CLASSES, "DeepGlobe", where)
     crops = int_option(request.options, "crops_per_image", 8)
     val_fraction = fraction_option(request.options, "val_fraction", 0.1)
     root = require_dir(Path(request.root), LAYOUT)

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
 from eosfm_cli.data.windows import (
     PatchWindow,
     check_options,
@@ -188,12 +188,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     where = f"dataset {request.name or 'dfc2022'}"
     band_indices(request.bands, FILE_BANDS, where)
     check_options(request.options, OPTIONS, where)
-    if request.classes and len(request.classes) != len(CLASSES):
-        raise DataError(
-            f"DFC2022 has {len(CLASSES)} classes, {len(request.classes)} were requested",
-            where=where,
-            hint="use the registry's URBANATLAS16_CLASSES",
-        )
+    check_class_count(request, CLASSES, "DFC2022", where)
     fractions = {
         "test": fraction_option(request.options, "test_fraction", 0.2, allow_zero=True),
         "val": fraction_option(request.options, "val_fraction", 0.1, allow_zero=True),

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
 from eosfm_cli.data.windows import (
     PatchWindow,
     bool_option,
@@ -189,12 +189,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     where = f"dataset {request.name or 'etci2021'}"
     band_indices(request.bands, FILE_BANDS, where)
     check_options(request.options, OPTIONS, where)
-    if request.classes and len(request.classes) != len(CLASSES):
-        raise DataError(
-            f"ETCI 2021 is binary, {len(request.classes)} classes were requested",
-            where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
-        )
+    check_class_count(request, CLASSES, "ETCI 2021", where)
     val_fraction = fraction_option(request.options, "val_fraction", 0.1, allow_zero=True)
     drop_empty = bool_option(request.options, "drop_empty", False)
     empty_fraction = fraction_option(request.options, "empty_fraction", 0.1, allow_zero=True)

@@ -28,7 +28,7 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
 from eosfm_cli.data.windows import fraction_option
 from eosfm_cli.errors import DataError
 
@@ -107,12 +107,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
 
     where = f"dataset {request.name or 'firerisk'}"
     bands = band_indices(request.bands, FILE_BANDS, where)
-    if request.classes and len(request.classes) != len(CLASSES):
-        raise DataError(
-            f"FireRisk has {len(CLASSES)} classes, {len(request.classes)} requested",
-            where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
-        )
+    check_class_count(request, CLASSES, "FireRisk", where)
     val_fraction = fraction_option(request.options, "val_fraction", 0.1)
     root = require_dir(Path(request.root), LAYOUT)
     release = RELEASE_SPLIT[request.split]

@@ -34,7 +34,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
 from eosfm_cli.data.windows import (
     ImagePair,
     WindowedSegmentation,
@@ -109,12 +109,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'inria_aerial'}"
     bands = band_indices(request.bands, FILE_BANDS, where)
-    if request.classes and len(request.classes) != len(CLASSES):
-        raise DataError(
-            f"Inria has {len(CLASSES)} classes, {len(request.classes)} requested",
-            where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
-        )
+    check_class_count(request, CLASSES, "Inria", where)
     crops = int_option(request.options, "crops_per_image", 16)
     val_fraction = fraction_option(request.options, "val_fraction", 0.1)
     root = require_dir(Path(request.root), LAYOUT)

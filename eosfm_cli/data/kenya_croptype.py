@@ -40,7 +40,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir, require_file
+from eosfm_cli.data.base import (
+    DatasetRequest,
+    band_indices,
+    check_class_count,
+    require_dir,
+    require_file,
+)
 from eosfm_cli.data.windows import (
     PatchWindow,
     check_options,
@@ -258,12 +264,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     where = f"dataset {request.name or 'kenya_croptype'}"
     band_indices(request.bands, FILE_BANDS, where)
     check_options(request.options, OPTIONS, where)
-    if request.classes and len(request.classes) != len(CLASSES):
-        raise DataError(
-            f"CV4A Kenya has {len(CLASSES)} crop classes, {len(request.classes)} were requested",
-            where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
-        )
+    check_class_count(request, CLASSES, "CV4A Kenya", where, kind="crop")
     date = str(request.options.get("date", DEFAULT_DATE))
     if date not in DATES:
         raise DataError(

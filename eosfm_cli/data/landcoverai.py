@@ -32,7 +32,13 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir, require_file
+from eosfm_cli.data.base import (
+    DatasetRequest,
+    band_indices,
+    check_class_count,
+    require_dir,
+    require_file,
+)
 from eosfm_cli.data.windows import ImagePair, WindowedSegmentation, int_option
 from eosfm_cli.errors import DataError
 
@@ -90,12 +96,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'landcoverai'}"
     bands = band_indices(request.bands, FILE_BANDS, where)
-    if request.classes and len(request.classes) != len(CLASSES):
-        raise DataError(
-            f"LandCover.ai has {len(CLASSES)} classes, {len(request.classes)} requested",
-            where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
-        )
+    check_class_count(request, CLASSES, "LandCover.ai", where)
     crops = int_option(request.options, "crops_per_image", 1)
     root = require_dir(Path(request.root), LAYOUT)
     output = root / "output"

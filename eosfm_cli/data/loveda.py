@@ -32,7 +32,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
 from eosfm_cli.data.windows import (
     ImagePair,
     WindowedSegmentation,
@@ -133,12 +133,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'loveda'}"
     bands = band_indices(request.bands, FILE_BANDS, where)
-    if request.classes and len(request.classes) != len(CLASSES):
-        raise DataError(
-            f"LoveDA has {len(CLASSES)} classes (no-data first), {len(request.classes)} requested",
-            where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
-        )
+    check_class_count(request, CLASSES, "LoveDA", where, note=" (no-data first)")
     crops = int_option(request.options, "crops_per_image", 4)
     val_fraction = fraction_option(request.options, "val_fraction", 0.1)
     scenes = scene_option(request.options)
