@@ -239,6 +239,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _folder_guard(folder: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` itself for a short critical section.
+
+    The kernel drops it when the process dies, so it can never go stale. Where ``fcntl`` or a
+    folder descriptor is not available, the section runs unguarded.
+    """
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class WorkspaceLock:
     """An exclusive, pid-stamped lock file; stale locks of dead processes are recovered.
@@ -281,32 +302,40 @@ class WorkspaceLock:
             }
         )
         while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._read_holder()
-                pid = int(holder.get("pid", 0) or 0)
-                same_host = holder.get("host", socket.gethostname()) == socket.gethostname()
-                if same_host and not _pid_alive(pid):
-                    # Stale lock from a killed process: recover it.
-                    with contextlib.suppress(FileNotFoundError):
-                        self.path.unlink()
-                    continue
-                if wait and time.monotonic() < deadline:
-                    time.sleep(poll)
-                    continue
-                raise WorkspaceError(
-                    f"workspace is locked by pid {pid} ({holder.get('stage') or 'a stage'}, "
-                    f"since {holder.get('since', '?')})",
-                    where=str(self.path.parent),
-                    hint="wait for it to finish, pass --wait, or use another --workspace",
-                ) from None
-            except OSError as err:
-                raise _disk_error(err, self.path) from None
-            with os.fdopen(fd, "w") as fh:
-                fh.write(payload)
-            self.held = True
-            return
+            # Checking the holder, recovering a stale lock and writing ours happen under a
+            # short flock of the workspace folder: another process never sees our lock file
+            # half-written (it would read no pid and take it for stale), and two processes
+            # never both recover the same stale lock.
+            with _folder_guard(self.path.parent):
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    holder = self._read_holder()
+                    pid = int(holder.get("pid", 0) or 0)
+                    same_host = holder.get("host", socket.gethostname()) == socket.gethostname()
+                    if same_host and not _pid_alive(pid):
+                        # Stale lock from a killed process: recover it.
+                        with contextlib.suppress(FileNotFoundError):
+                            self.path.unlink()
+                        continue
+                except OSError as err:
+                    raise _disk_error(err, self.path) from None
+                else:
+                    with os.fdopen(fd, "w") as fh:
+                        fh.write(payload)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    self.held = True
+                    return
+            if wait and time.monotonic() < deadline:
+                time.sleep(poll)
+                continue
+            raise WorkspaceError(
+                f"workspace is locked by pid {pid} ({holder.get('stage') or 'a stage'}, "
+                f"since {holder.get('since', '?')})",
+                where=str(self.path.parent),
+                hint="wait for it to finish, pass --wait, or use another --workspace",
+            ) from None
 
     def release(self) -> None:
         """Release the lock if this process holds it."""

@@ -148,3 +148,22 @@ def test_read_only_workspace(tmp_path: Path) -> None:
     ro.chmod(0o500)
     with pytest.raises(WorkspaceError, match="not writable"):
         Workspace(ro).ensure()
+
+
+def test_lock_is_taken_only_outside_the_folder_guard(tmp_path: Path) -> None:
+    # Another process checking or writing the lock holds the folder guard: acquiring waits
+    # for it, so a half-written lock file is never read as a stale one.
+    import threading
+
+    from eosfm_cli.workspace import WorkspaceLock, _folder_guard
+
+    lock = WorkspaceLock(tmp_path / ".lock", "stage")
+    done = threading.Event()
+    with _folder_guard(tmp_path):
+        thread = threading.Thread(target=lambda: (lock.acquire(), done.set()))
+        thread.start()
+        assert not done.wait(0.3)
+    assert done.wait(5)
+    thread.join()
+    assert lock.held and json.loads((tmp_path / ".lock").read_text())["stage"] == "stage"
+    lock.release()
