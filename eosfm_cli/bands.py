@@ -83,6 +83,28 @@ _BANDS: tuple[Band, ...] = (
     # Sentinel-1 C-band SAR, backscatter in decibels.
     Band("VV", "S1", "sar", "dB", polarisation="VV", gsd_m=10, aliases=("s1_vv",)),
     Band("VH", "S1", "sar", "dB", polarisation="VH", gsd_m=10, aliases=("s1_vh",)),
+    # Sentinel-1 backscatter rendered as 8-bit grey levels (ETCI 2021's HyP3 PNG tiles). The
+    # release does not say how dB map to grey levels, so these never stand in for VV / VH.
+    Band(
+        "VV_U8",
+        "S1",
+        "sar",
+        "grey level (uint8)",
+        polarisation="VV",
+        gsd_m=10,
+        aliases=("etci_vv",),
+        description="VV backscatter as an 8-bit grey level (unknown dB mapping)",
+    ),
+    Band(
+        "VH_U8",
+        "S1",
+        "sar",
+        "grey level (uint8)",
+        polarisation="VH",
+        gsd_m=10,
+        aliases=("etci_vh",),
+        description="VH backscatter as an 8-bit grey level (unknown dB mapping)",
+    ),
     # Generic co- and cross-polarised SAR amplitude (other missions: TerraSAR-X, ERS, ALOS...).
     Band("HH", "SAR", "sar", "amplitude (uint8)", polarisation="HH", aliases=("sar_hh",)),
     Band("HV", "SAR", "sar", "amplitude (uint8)", polarisation="HV", aliases=("sar_hv",)),
@@ -216,6 +238,7 @@ BAND_SETS: dict[str, tuple[str, ...]] = {
     "RGBIR": ("R", "G", "B", "NIR"),
     "S1": ("VV", "VH"),
     "S1_COMPOSITE": ("VV", "VH", "VH"),
+    "S1_U8_COMPOSITE": ("VV_U8", "VH_U8", "VH_U8"),
     "SPOT_IRRG": ("SPOT_B3", "SPOT_B2", "SPOT_B1"),
     "L8_OLI": ("L8_B1", "L8_B2", "L8_B3", "L8_B4", "L8_B5", "L8_B6", "L8_B7"),
 }

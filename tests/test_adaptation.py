@@ -129,6 +129,14 @@ def test_sar_never_substitutes_for_sar_or_optical() -> None:
     assert plan.status == "skipped"
 
 
+def test_grey_level_sar_and_db_sar_never_feed_each_other() -> None:
+    etci = spec("etci2021", list(BAND_SETS["S1_U8_COMPOSITE"]))
+    for plan in (BandPlan.build(etci, ["VV", "VH"]), BandPlan.build(S1_SPEC, ["VV_U8", "VH_U8"])):
+        assert [c.kind for c in plan.channels] == ["fill"] * 3
+        assert plan.status == "skipped"
+    assert BandPlan.build(etci, ["etci_vh", "etci_vv"]).index == [1, 0, 0]
+
+
 def test_optical_specialist_never_reads_sar_bands() -> None:
     plan = BandPlan.build(IRRG_SPEC, ["VV", "VH", "B04"])
     assert [c.kind for c in plan.channels] == ["fill", "select", "fill"]

@@ -49,7 +49,7 @@ def scenes(ds: object) -> set[str]:
 def test_registry_entry() -> None:
     spec = EXPERIMENTS["etci2021"]
     assert spec.loader == "eosfm_cli.data.etci2021:build"
-    assert spec.bands == ("VV", "VH", "VH") and len(spec.classes) == 2
+    assert spec.bands == ("VV_U8", "VH_U8", "VH_U8") and len(spec.classes) == 2
     assert spec.options["drop_empty"] is True
 
 
@@ -131,6 +131,8 @@ def test_windows_cover_each_tile() -> None:
 def test_bad_band_and_options() -> None:
     with pytest.raises(BandError):
         build(request(bands=("HH",)))
+    with pytest.raises(BandError):  # grey levels are not served as dB backscatter
+        build(request(bands=("VV", "VH")))
     with pytest.raises(DataError, match="drop_empty"):
         build(request(options={"drop_empty": "yes"}))
     with pytest.raises(DataError, match="did you mean 'drop_empty'"):
@@ -164,4 +166,4 @@ def test_one_epoch(tmp_path: Path) -> None:
     )
     assert res is not None and res.epochs == 1
     spec = check_specialist(tmp_path / "ws" / "specialists" / "etci2021", "segmentation")
-    assert spec["bands"] == ["VV", "VH", "VH"]
+    assert spec["bands"] == ["VV_U8", "VH_U8", "VH_U8"]

@@ -11,8 +11,10 @@ under the root; one folder per scene, 256x256 PNG tiles)::
     <root>/test_internal/...   (test_without_ref_labels.zip: no flood label, never used)
 
 VV and VH tiles are 8-bit PNGs (HyP3 renderings of the backscatter, three equal channels); the
-grey value (0-255) is returned as is for catalog bands ``VV`` and ``VH``. Flood labels are 0 (no
-flood) or 255 (flood), returned as 0/1.
+grey value (0-255) is returned as is for catalog bands ``VV_U8`` and ``VH_U8``, not ``VV`` and
+``VH``: those are backscatter in dB, and the release does not give the dB-to-grey mapping, so an
+ETCI specialist in an ensemble reads only grey-level inputs and is never fed dB. Flood labels
+are 0 (no flood) or 255 (flood), returned as 0/1.
 
 Splits. Only ``train/`` and ``test/`` carry flood labels. ``test`` is ``test/`` (torchgeo calls
 it ``val``); it never validates. ``val`` is a seeded hold-out of whole ``train/`` scenes
@@ -51,7 +53,8 @@ from eosfm_cli.data.windows import (
 )
 from eosfm_cli.errors import DataError
 
-FILE_BANDS: tuple[str, ...] = ("VV", "VH")
+#: Catalog band of each polarisation folder.
+FILE_BANDS: dict[str, str] = {"VV_U8": "vv", "VH_U8": "vh"}
 CLASSES: tuple[str, ...] = ("background", "flood")
 LAYOUT = "ETCI2021: {train,test}/<scene>/tiles/{vv,vh,flood_label}/<scene>_x-<i>_y-<j>[_vv|_vh].png"
 OPTIONS = ("val_fraction", "drop_empty", "empty_fraction", "crops_per_image")
@@ -147,7 +150,7 @@ class ETCI2021Split(Dataset[dict[str, Tensor]]):
 
     Args:
         samples: ``(tile, window)`` pairs.
-        bands: requested bands among VV and VH (repeats allowed).
+        bands: requested bands among VV_U8 and VH_U8 (repeats allowed).
     """
 
     def __init__(self, samples: list[tuple[Tile, PatchWindow]], bands: tuple[str, ...]) -> None:
@@ -162,7 +165,9 @@ class ETCI2021Split(Dataset[dict[str, Tensor]]):
         """Return ``{"image": float32 (C, h, w) grey values, "mask": int64 (h, w) 0/1}``."""
         tile, box = self.samples[index]
         rows, cols = box.slices
-        layers = {b: read_grey(tile.path(b.lower()))[rows, cols] for b in dict.fromkeys(self.bands)}
+        layers = {
+            b: read_grey(tile.path(FILE_BANDS[b]))[rows, cols] for b in dict.fromkeys(self.bands)
+        }
         image = np.stack([layers[b] for b in self.bands]).astype(np.float32)
         flood = read_grey(tile.path("flood_label"))[rows, cols]
         mask = (flood > 0).astype(np.int64)
@@ -173,9 +178,9 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """Build one ETCI 2021 split.
 
     Args:
-        request: the dataset request; ``bands`` among VV and VH (``VV, VH, VH`` in the
-            registry). ``options``: ``val_fraction`` (0.1 of the train scenes), ``drop_empty``
-            (false unless set; the registry sets it), ``empty_fraction`` (0.1) and
+        request: the dataset request; ``bands`` among VV_U8 and VH_U8 (``VV_U8, VH_U8,
+            VH_U8`` in the registry). ``options``: ``val_fraction`` (0.1 of the train scenes),
+            ``drop_empty`` (false unless set; the registry sets it), ``empty_fraction`` (0.1) and
             ``crops_per_image`` (when ``patch_size`` is below the tile size).
 
     Returns:
@@ -184,10 +189,10 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     Raises:
         DataError: when the root or the ``train``/``test`` folder is missing, holds no scene,
             or a tile lacks a file; or when cleaning leaves the split empty.
-        BandError: when a requested band is not VV or VH.
+        BandError: when a requested band is not VV_U8 or VH_U8.
     """
     where = f"dataset {request.name or 'etci2021'}"
-    band_indices(request.bands, FILE_BANDS, where)
+    band_indices(request.bands, tuple(FILE_BANDS), where)
     check_options(request.options, OPTIONS, where)
     check_class_count(request, CLASSES, "ETCI 2021", where)
     val_fraction = fraction_option(request.options, "val_fraction", 0.1, allow_zero=True)

@@ -413,7 +413,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "etci2021",
             "etci2021",
             "segmentation",
-            _S1C,
+            BAND_SETS["S1_U8_COMPOSITE"],
             ("background", "flood"),
             "dice",
             "ETCI 2021 flood detection (torchgeo ETCI2021)",
