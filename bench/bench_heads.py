@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
+from bench.common import EUROSAT100
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "default.yaml"
-EUROSAT100 = REPO.parent / "shared" / "data" / "eurosat100"
 
 
 def _six_specialists(path: Path) -> Path:
