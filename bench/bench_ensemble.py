@@ -27,9 +27,9 @@ machine's load hits every path alike; ``std`` is the spread of the per-round rat
 
 Threads: all the machine's cores by default (torch's own default, as a user's run gets;
 ``EOSFM_BENCH_THREADS`` overrides). Compiled kernels bake the thread count in, so one run
-measures one setting. On this 2-core machine the eager baseline gains a little more from the
-second thread than the compiled paths do (naive 51 -> 102-114 samples/s, fp32 compiled 104 ->
-196), so the ratios are lower at two threads than at one (fp32 2.0x, bf16 2.9x at one thread).
+measures one setting. On this 2-core machine the second thread does not help the compiled
+paths more than the eager baseline (naive 51 -> 62-114 samples/s, fp32 compiled 104 -> 184-196),
+so the ratios at two threads are no better than at one (fp32 2.0x, bf16 2.9x at one thread).
 The naive loop's speed swings by up to 2x from round to round on this shared machine while the
 compiled paths hold steady, hence 20 rounds: the best of each path is its undisturbed speed.
 """
