@@ -43,13 +43,6 @@ BASE_RECIPE = [
     "emissions.enabled=false",
 ]
 
-#: The recipe ``make bench`` reports: the base with the changes that
-#: ``bench/search_scratch_recipe.py`` chose on val over 10 seeds (mean val accuracy: base 0.545,
-#: label smoothing 0.1 0.555, batch 8 0.575, 120 epochs 0.590, 120 epochs + label smoothing
-#: 0.575; drop path 0.1 and lr 2e-3 were 0.53 on seeds 0-4 and dropped there). 240 epochs was
-#: tried on seeds 0-4 only: val 0.58 against 0.57 for 120 epochs on the same seeds, a fifth of a
-#: patch for twice the training time, so it was not pursued.
-
 
 def with_changes(recipe: Sequence[str], changes: Sequence[str]) -> list[str]:
     """Apply ``key=value`` ``changes`` to ``recipe``; a changed key keeps its place."""
@@ -58,6 +51,12 @@ def with_changes(recipe: Sequence[str], changes: Sequence[str]) -> list[str]:
     return [f"{key}={value}" for key, value in merged.items()]
 
 
+#: The recipe ``make bench`` reports: the base with the changes that
+#: ``bench/search_scratch_recipe.py`` chose on val over 10 seeds (mean val accuracy: base 0.545,
+#: label smoothing 0.1 0.555, batch 8 0.575, 120 epochs 0.590, 120 epochs + label smoothing
+#: 0.575; drop path 0.1 and lr 2e-3 were 0.53 on seeds 0-4 and dropped there). 240 epochs was
+#: tried on seeds 0-4 only: val 0.58 against 0.57 for 120 epochs on the same seeds, a fifth of a
+#: patch for twice the training time, so it was not pursued.
 SCRATCH_RECIPE = with_changes(BASE_RECIPE, ["trainer.max_epochs=120"])
 
 #: Seeds of every from-scratch figure: one val or test patch is worth 0.05, so 10 seeds.
