@@ -57,6 +57,9 @@ def main(argv: list[str]) -> int:
         return 2
     seeds = [int(s) for s in args.seeds.split(",")]
     wanted = [n for n in args.only.split(",") if n] or list(CANDIDATES)
+    unknown = [n for n in wanted if n not in CANDIDATES]
+    if unknown:
+        parser.error(f"unknown candidate(s) {unknown}; choose among {list(CANDIDATES)}")
     rows = []
     for name in wanted:
         recipe = with_changes(BASE_RECIPE, CANDIDATES[name])
