@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from eosfm_cli.errors import DataError
 from eosfm_cli.faults import crash_point
 from eosfm_cli.models.checkpoints import load_checkpoint_file
-from eosfm_cli.workspace import atomic_write_json
+from eosfm_cli.workspace import atomic_write_json, disk_error
 
 
 def atomic_checkpoint_io() -> Any:
@@ -35,13 +36,19 @@ def atomic_checkpoint_io() -> Any:
             final = Path(path)
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.parent / f".{final.name}.{os.getpid()}.tmp"
+            # Serialise in memory first: torch.save reports a failed write (a full disk)
+            # as an opaque "unexpected pos" RuntimeError, a plain write as an OSError.
+            buf = io.BytesIO()
+            torch.save(checkpoint, buf)
             try:
                 with open(tmp, "wb") as fh:
-                    torch.save(checkpoint, fh)
+                    fh.write(buf.getbuffer())
                     fh.flush()
                     os.fsync(fh.fileno())
                 crash_point(f"rename:{final.name}")
                 os.replace(tmp, final)
+            except OSError as err:
+                raise disk_error(err, final) from None
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()

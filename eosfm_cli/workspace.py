@@ -72,7 +72,13 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _disk_error(err: OSError, path: Path) -> WorkspaceError:
+def disk_error(err: OSError, path: Path) -> WorkspaceError:
+    """Turn a failed write into one actionable line: a full disk, a size limit, no rights.
+
+    Args:
+        err: the error the write raised.
+        path: the file or folder being written.
+    """
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return WorkspaceError(
             "no space left on device", where=str(path), hint="free disk space and run again"
@@ -111,7 +117,7 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise _disk_error(err, final.parent) from None
+        raise disk_error(err, final.parent) from None
     tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{suffix or final.suffix}"
     try:
         yield tmp
@@ -124,7 +130,7 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     except OSError as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise _disk_error(err, final) from None
+        raise disk_error(err, final) from None
     except BaseException:
         with contextlib.suppress(OSError):
             if tmp.is_dir():
@@ -319,7 +325,7 @@ class WorkspaceLock:
                             self.path.unlink()
                         continue
                 except OSError as err:
-                    raise _disk_error(err, self.path) from None
+                    raise disk_error(err, self.path) from None
                 else:
                     with os.fdopen(fd, "w") as fh:
                         fh.write(payload)
@@ -422,9 +428,9 @@ class Workspace:
             for sub in SUBDIRS:
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise _disk_error(err, self.root) from None
+            raise disk_error(err, self.root) from None
         if not os.access(self.root, os.W_OK):
-            raise _disk_error(OSError(errno.EACCES, "read-only"), self.root)
+            raise disk_error(OSError(errno.EACCES, "read-only"), self.root)
 
     # Manifest -------------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:

@@ -129,3 +129,23 @@ def test_train_specialist_killed_then_resumed(ws: Path, profile: Path, point: st
     spec = json.loads((folder / "specialist.json").read_text())
     assert spec["epochs"] == 2
     _check_recovered(ws, "train-specialist")
+
+
+def test_train_specialist_on_a_full_disk_says_so(ws: Path, profile: Path) -> None:
+    """A checkpoint write that fails (here: past ``ulimit -f``) is one line, not a traceback."""
+    import resource
+
+    def limit() -> None:  # the checkpoints are ~40 MB; everything else is far smaller
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, 8 << 20))
+
+    folder = ws / "specialists" / "synthetic_s2"
+    extra = ["--dataset", "synthetic_s2", "--root", str(SYNTHETIC), "--set", "trainer.max_epochs=1"]
+    out = cli(*_args(ws, profile, "train-specialist", *extra), preexec_fn=limit)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert ".ckpt" in lines[0] and "file size limit" in lines[0] and " — " in lines[0]
+    assert not (folder / "specialist.json").exists()
+    assert not list(ws.rglob(".*.tmp*")), "temporary files left behind"
+    assert Workspace(ws).runs()[-1]["status"] == "failed"
+    assert not (ws / ".lock").exists()
