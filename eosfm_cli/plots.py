@@ -154,3 +154,57 @@ def overlays_png(
         for ax in axes[r]:
             ax.axis("off")
     _save(fig, path)
+
+
+def detections_png(
+    path: Path,
+    samples: Sequence[tuple[Any, dict[str, Any], dict[str, Any]]],
+    bands: Sequence[str],
+    classes: Sequence[str],
+    min_score: float = 0.5,
+) -> None:
+    """A few test images with their true boxes (left) and detections (right).
+
+    Args:
+        path: the PNG to write.
+        samples: ``(image [C, H, W], truth, prediction)``; truth has ``boxes`` and ``labels``,
+            the prediction also ``scores``. Boxes are xyxy pixels, labels 0-based.
+        bands: the image's band names (for the quicklook).
+        classes: class names.
+        min_score: detections below this score are not drawn.
+    """
+    plt = _plt()
+    if not samples:
+        return
+    from matplotlib.patches import Rectangle
+
+    colours = class_colours(max(len(classes), 1))
+    fig, axes = plt.subplots(len(samples), 2, figsize=(6.0, 3.0 * len(samples)), squeeze=False)
+    for r, (img, truth, pred) in enumerate(samples):
+        scores = np.asarray(pred.get("scores", []))
+        keep = scores >= min_score
+        panels = (
+            (truth["boxes"], truth["labels"], None),
+            (np.asarray(pred["boxes"])[keep], np.asarray(pred["labels"])[keep], scores[keep]),
+        )
+        for c, (boxes, labels, score) in enumerate(panels):
+            ax = axes[r][c]
+            ax.imshow(quicklook(np.asarray(img), bands))
+            for j, (box, label) in enumerate(
+                zip(np.asarray(boxes), np.asarray(labels), strict=True)
+            ):
+                x0, y0, x1, y1 = (float(v) for v in box)
+                colour = colours[int(label) % len(colours)]
+                ax.add_patch(
+                    Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2, edgecolor=colour)
+                )
+                text = classes[int(label)] if classes else str(int(label))
+                if score is not None:
+                    text += f" {score[j]:.2f}"
+                ax.text(
+                    x0, y0, text, fontsize=6, color="white", backgroundcolor=colour, va="bottom"
+                )
+            if r == 0:
+                ax.set_title("truth" if c == 0 else f"detections (score >= {min_score})")
+            ax.axis("off")
+    _save(fig, path)

@@ -15,8 +15,7 @@ mAP, ``-1`` when a split has no ground-truth box).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -30,6 +29,7 @@ from eosfm_cli.models.heads import (
     InputNorm,
     PooledHead,
     create_encoder,
+    faster_rcnn,
     feature_channels,
     feature_reductions,
 )
@@ -523,63 +523,6 @@ class RegressionTask(SegmentationTask):
         return {}
 
 
-class PyramidFPN(nn.Module):
-    """The specialist's feature pyramid through an FPN, as a torchvision detection backbone.
-
-    The encoder is reached through ``pyramid`` (a callable, not a sub-module) so its weights
-    stay under the task's ``encoder.`` prefix only, as export-ensemble expects.
-
-    Args:
-        pyramid: maps a normalised batch to the encoder's feature levels.
-        in_channels: channels of the levels kept.
-        out_channels: FPN width (torchvision reads ``out_channels``).
-        levels: indices of the encoder levels fed to the FPN.
-    """
-
-    def __init__(
-        self,
-        pyramid: Callable[[Tensor], list[Tensor]],
-        in_channels: Sequence[int],
-        out_channels: int,
-        levels: Sequence[int],
-    ) -> None:
-        from torchvision.ops import FeaturePyramidNetwork
-        from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
-
-        super().__init__()
-        self.pyramid = pyramid
-        self.levels = list(levels)
-        self.fpn = FeaturePyramidNetwork(
-            list(in_channels), out_channels, extra_blocks=LastLevelMaxPool()
-        )
-        self.out_channels = out_channels
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """FPN maps ``"0"``.. (one per kept level, shallow to deep) plus ``"pool"``."""
-        feats = self.pyramid(x)
-        named = OrderedDict((str(j), feats[i]) for j, i in enumerate(self.levels))
-        return self.fpn(named)  # type: ignore[no-any-return]
-
-
-def _unresized_transform(channels: int, size: int) -> nn.Module:
-    """Return torchvision's detection transform with normalisation and resizing turned off.
-
-    The task normalises with its own statistics before the detector, so mean 0 / std 1; the
-    images keep their size (``min_size`` / ``max_size`` only record DIOR's 800 px), so boxes
-    stay in pixels of the input and no resampling blurs small objects. Batching (zero padding
-    to a multiple of 32, i.e. to the statistics' mean) is kept.
-    """
-    from torchvision.models.detection.transform import GeneralizedRCNNTransform
-
-    class UnresizedTransform(GeneralizedRCNNTransform):
-        def resize(
-            self, image: Tensor, target: dict[str, Tensor] | None = None
-        ) -> tuple[Tensor, dict[str, Tensor] | None]:
-            return image, target
-
-    return UnresizedTransform(size, size, [0.0] * channels, [1.0] * channels)
-
-
 def flip_detection(
     image: Tensor, boxes: Tensor, hflip: bool, vflip: bool, transpose: bool
 ) -> tuple[Tensor, Tensor]:
@@ -619,10 +562,6 @@ class DetectionTask(EOTask):
 
     def configure_models(self) -> None:
         """Build the normaliser, the encoder and the Faster R-CNN around them."""
-        from torchvision.models.detection import FasterRCNN
-        from torchvision.models.detection.anchor_utils import AnchorGenerator
-        from torchvision.ops import MultiScaleRoIAlign
-
         hp = self.hparams
         self.normalizer = InputNorm(hp["mean"], hp["std"])
         self.encoder = create_encoder(
@@ -631,26 +570,14 @@ class DetectionTask(EOTask):
             hp["pretrained"],
             drop_path_rate=hp.get("drop_path_rate", 0.0),
         )
-        channels = feature_channels(self.encoder)
-        reductions = feature_reductions(self.encoder)
-        # A stride-2 level (ResNet stems) would quadruple the anchors for little gain.
-        levels = [i for i, r in enumerate(reductions) if r >= 4] or [len(reductions) - 1]
-        strides = [reductions[i] for i in levels]
-        strides.append(2 * strides[-1])  # the FPN's max-pooled extra level
-        backbone = PyramidFPN(
-            self._pyramid, [channels[i] for i in levels], hp["decoder_channels"], levels
+        self.detector = faster_rcnn(
+            self._pyramid,
+            feature_channels(self.encoder),
+            feature_reductions(self.encoder),
+            hp["decoder_channels"],
+            self.num_classes,
+            self.in_chans,
         )
-        anchors = AnchorGenerator(
-            sizes=tuple((4 * s, 8 * s) for s in strides),
-            aspect_ratios=((0.5, 1.0, 2.0),) * len(strides),
-        )
-        self.detector = FasterRCNN(
-            backbone,
-            num_classes=self.num_classes + 1,
-            rpn_anchor_generator=anchors,
-            box_roi_pool=MultiScaleRoIAlign([str(j) for j in range(len(levels))], 7, 2),
-        )
-        self.detector.transform = _unresized_transform(self.in_chans, 800)
 
     def _pyramid(self, x: Tensor) -> list[Tensor]:
         return list(self.encoder(x))
@@ -667,11 +594,15 @@ class DetectionTask(EOTask):
             {"map": MeanAveragePrecision(box_format="xyxy", iou_type="bbox")}
         )
 
+    def detector_images(self, x: Tensor) -> Tensor:
+        """The batch as the detector sees it: normalised with the specialist's statistics."""
+        return self.normalizer(x)  # type: ignore[no-any-return]
+
     def detector_inputs(
         self, batch: dict[str, Any]
     ) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
         """Normalised images cropped to their true sizes, and 1-based targets."""
-        x = self.normalizer(batch["image"])
+        x = self.detector_images(batch["image"])
         sizes = batch.get("size")
         images, targets = [], []
         for i in range(x.shape[0]):
@@ -863,6 +794,35 @@ class GeneralistMixin:
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
+class DetectionHeadTask(GeneralistMixin, DetectionTask):
+    """Detection over the EosFM ensemble: the generalist's Faster R-CNN on raw images.
+
+    The images stay raw (the ensemble normalises them per specialist); the detector, the gates
+    and the ensemble's feature normalisers train. Scoring is :class:`DetectionTask`'s COCO mAP.
+    """
+
+    @property
+    def detector(self) -> nn.Module:  # type: ignore[override]
+        """The generalist's Faster R-CNN."""
+        return self.model.head  # type: ignore[no-any-return]
+
+    def detector_images(self, x: Tensor) -> Tensor:
+        """Raw values: the ensemble normalises each specialist's input itself."""
+        return x
+
+    def forward(self, batch: dict[str, Any]) -> Any:
+        """Detections per image (eval mode), 0-based labels."""
+        return DetectionTask.forward(self, batch)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Detector losses plus the gates' sparsity penalty."""
+        loss = DetectionTask.training_step(self, batch, batch_idx)
+        gates = getattr(self.model, "gates", None)
+        if gates is not None and self.hparams["sparsity"]:
+            loss = loss + self.hparams["sparsity"] * gates.penalty()
+        return loss
+
+
 def _size_from(batch: dict[str, Any]) -> tuple[int, int]:
     target = batch.get("target")
     if target is not None and target.dim() >= 3:
@@ -872,6 +832,8 @@ def _size_from(batch: dict[str, Any]) -> tuple[int, int]:
 
 def head_task(kind: str, generalist: nn.Module, **kwargs: Any) -> Any:
     """Build the downstream-head LightningModule of a task kind."""
+    if kind == "detection":
+        return DetectionHeadTask(generalist, task=kind, **kwargs)
     base = task_class(kind)
     cls = type(f"{base.__name__}Head", (GeneralistMixin, base), {})
     return cls(generalist, task=kind, **kwargs)

@@ -226,3 +226,80 @@ def test_bf16_ensemble_option_gets_its_own_cache(tmp_path: Path, ensemble_path: 
     meta = json.loads((ws / "heads" / "bf16" / "head.json").read_text())
     assert meta["config"]["ensemble_options"]["precision"] == "bf16"
     assert {"accuracy", "f1_macro"} <= set(bf16.metrics["test"])
+
+
+DIOR = REPO / "tests" / "data" / "dior"
+
+
+@pytest.fixture(scope="module")
+def detection_ws(tmp_path_factory: pytest.TempPathFactory, ensemble_path: Path) -> Path:
+    """A detection head fitted on the DIOR fixture over the frozen ensemble (K=1 gates)."""
+    ws = tmp_path_factory.mktemp("det") / "ws"
+    select_encoders(_dior_ctx(ws), k=1, ensemble=ensemble_path)
+    return ws
+
+
+def _dior_ctx(ws: Path, *sets: str):
+    base = [
+        "trainer.max_epochs=2",
+        "trainer.batch_size=2",
+        "emissions.enabled=false",
+        "downstream.dataset=dior",
+        f"downstream.root={DIOR}",
+        "downstream.bands=[R, G, B]",
+        "model.decoder_channels=32",
+    ]
+    return resolve(DEFAULT, [*base, *sets], workspace=ws)
+
+
+def test_detection_head_is_fitted_over_the_frozen_ensemble(detection_ws: Path) -> None:
+    folder = detection_ws / "heads" / "select-dior-k1"
+    meta = json.loads((folder / "head.json").read_text())
+    assert meta["config"]["task"] == "detection"
+    # Only the RGB specialists can see DIOR's R, G, B.
+    assert meta["active_specialists"] == ["const_b", "rgb_signal"]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for split in ("val", "test"):
+        assert {"map", "map_50", "map_75", "mar_100"} <= set(metrics[split])
+        assert all(-1.0 <= metrics[split][k] <= 1.0 for k in ("map", "map_50"))
+    # The stored state holds the detector and the gates, never the frozen specialists.
+    from safetensors.torch import load_file
+
+    keys = load_file(str(folder / "head.safetensors"))
+    assert any(k.startswith("head.rpn.") for k in keys)
+    assert any(k.startswith("head.roi_heads.") for k in keys)
+    assert any(k.startswith("gates.") for k in keys)
+    assert not any(k.startswith("encoder.specialists.") for k in keys)
+    selection = json.loads((detection_ws / "selection" / "select-dior-k1.json").read_text())
+    assert selection["metric"] == "map" and len(selection["selected"]) == 1
+    assert set(selection["ablation"]) == set(selection["selected"])
+
+
+def test_detection_head_reloads_to_the_same_boxes(detection_ws: Path, ensemble_path: Path) -> None:
+    from eosfm_cli.models.generalist import load_generalist
+
+    model, _ = load_generalist(detection_ws / "heads" / "select-dior-k1", ensemble_path)
+    again, _ = load_generalist(detection_ws / "heads" / "select-dior-k1", ensemble_path)
+    torch.manual_seed(0)
+    images = [torch.rand(3, 64, 64) * 255, torch.rand(3, 96, 96) * 255]
+    with torch.inference_mode():
+        a, b = model.detect(images), again.detect(images)
+    assert len(a) == 2
+    for da, db in zip(a, b, strict=True):
+        assert set(da) == {"boxes", "scores", "labels"}
+        assert torch.equal(da["boxes"], db["boxes"]) and torch.equal(da["labels"], db["labels"])
+        assert (da["labels"] >= 0).all() and (da["labels"] < 20).all()
+    with pytest.raises(ArtifactError, match="detect"):
+        model(images[0][None])
+
+
+def test_evaluate_reports_detection_map_and_draws_boxes(detection_ws: Path) -> None:
+    results = evaluate(_dior_ctx(detection_ws), ["select-dior-k1"])
+    assert results is not None
+    out = detection_ws / "eval" / "select-dior-k1"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"map", "map_50", "mar_100", "ap_per_class", "classes"} <= set(metrics)
+    assert len(metrics["ap_per_class"]) == len(metrics["classes"]) == 20
+    assert metrics["n_test"] == 2
+    for png in ("per_class.png", "overlays.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,11 +4,17 @@ A fitted head is stored as a *head run*: ``head.safetensors`` (the trainable par
 head, feature normalisers and fusion layers, plus the specialists when they were fine-tuned) and
 ``head.json`` (task, classes, input bands, ensemble options, and the sha256 of the ensemble file
 it was fitted on). :func:`load_generalist` refuses a head whose ensemble file changed.
+
+Detection heads are a Faster R-CNN (:func:`~eosfm_cli.models.heads.faster_rcnn`) over the fused
+pyramid: the FPN, RPN and box head train, the specialists stay frozen. They run on whole raw
+images (lists of ``[C, H, W]``), so their features are never cached.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from eosfm_cli.errors import ArtifactError
-from eosfm_cli.models.heads import DenseHead, PooledHead
+from eosfm_cli.models.heads import DenseHead, PooledHead, faster_rcnn
 from eosfm_cli.models.selection import EncoderGates
 
 DENSE_TASKS = ("segmentation", "change_detection", "regression")
@@ -33,7 +39,7 @@ class HeadConfig:
         input_bands: the downstream input's band names, in channel order.
         head: ``linear`` or ``mlp`` for pooled tasks (dense tasks use UPerNet).
         hidden_dim: MLP width.
-        decoder_channels: UPerNet width.
+        decoder_channels: UPerNet width (FPN width for detection).
         k: number of specialists kept by the gates (``None``: no gates).
         gate: gate kind.
         freeze: specialists frozen.
@@ -69,6 +75,7 @@ class Generalist(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.cfg = cfg
+        self._drop: frozenset[int] = frozenset()
         n = len(encoder.active_indices)  # type: ignore[arg-type]
         self.gates = EncoderGates(n, cfg.k, cfg.gate) if cfg.k else None  # type: ignore[arg-type]
         channels = list(encoder.out_channels)  # type: ignore[arg-type]
@@ -80,6 +87,15 @@ class Generalist(nn.Module):
             self.head = DenseHead([2 * c for c in channels], cfg.out_dim, cfg.decoder_channels)
         elif cfg.task in DENSE_TASKS:
             self.head = DenseHead(channels, cfg.out_dim, cfg.decoder_channels)
+        elif cfg.task == "detection":
+            self.head = faster_rcnn(
+                self._fused_pyramid,
+                channels,
+                list(encoder.reductions),  # type: ignore[arg-type]
+                cfg.decoder_channels,
+                len(cfg.classes),
+                len(cfg.input_bands),
+            )
         else:
             raise ArtifactError(f"no head for task {cfg.task!r}", where="downstream task")
 
@@ -93,6 +109,30 @@ class Generalist(nn.Module):
         """Pyramid levels the head reads: the deepest for pooled heads, all for dense ones."""
         n = len(self.encoder.out_channels)  # type: ignore[arg-type]
         return [n - 1] if self.cfg.task in ("classification", "multilabel") else list(range(n))
+
+    def _fused_pyramid(self, x: Tensor) -> list[Tensor]:
+        """The gated, fused pyramid of a raw batch (the detector's backbone)."""
+        return self._gated_fuse(self.specialist_features(x), self._drop)
+
+    @contextlib.contextmanager
+    def dropping(self, drop: frozenset[int]) -> Iterator[None]:
+        """Zero these specialists' features inside the detector (ablation)."""
+        previous, self._drop = self._drop, frozenset(drop)
+        try:
+            yield
+        finally:
+            self._drop = previous
+
+    def detect(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        """Detections of raw images ``[C, H, W]`` (eval mode).
+
+        Returns:
+            Per image: xyxy ``boxes`` in pixels, ``scores`` and 0-based ``labels``.
+        """
+        if self.cfg.task != "detection":
+            raise ArtifactError(f"a {self.cfg.task} head does not detect", where="task")
+        out = self.head(images)
+        return [{**d, "labels": d["labels"] - 1} for d in out]
 
     def specialist_features(self, x: Tensor) -> list[list[Tensor]]:
         """Per-specialist pyramids of a raw input batch, restricted to :attr:`levels`."""
@@ -148,7 +188,12 @@ class Generalist(nn.Module):
         return self.head(fused, size)  # type: ignore[no-any-return]
 
     def forward(self, x: Tensor, x2: Tensor | None = None) -> Tensor:
-        """Logits of a raw input batch (and its second date for change detection)."""
+        """Logits of a raw input batch (and its second date for change detection).
+
+        Detection heads give boxes, not logits: use :meth:`detect`.
+        """
+        if self.cfg.task == "detection":
+            raise ArtifactError("a detection head gives boxes: call detect()", where="task")
         size = (int(x.shape[-2]), int(x.shape[-1]))
         feats2 = self.specialist_features(x2) if x2 is not None else None
         return self.head_forward(self.specialist_features(x), size, feats2)

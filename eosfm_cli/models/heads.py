@@ -5,6 +5,8 @@
 - :class:`UPerNet` is the dense decoder of the paper (PPM on the deepest level + FPN), 128
   channels by default, followed by a 3x3 conv and a 1x1 conv to the outputs.
 - :class:`PooledHead` is the classification / multi-label head (global pooling + linear or MLP).
+- :func:`faster_rcnn` is the detection head: torchvision's Faster R-CNN over any feature
+  pyramid (a specialist's, or the ensemble's fused one) through an FPN.
 
 Decoder convolutions use GroupNorm so that they behave the same with any batch size, including
 the 1x1 pooled branch of the PPM and per-rank batches under DDP.
@@ -12,7 +14,8 @@ the 1x1 pooled branch of the PPM and per-rank batches under DDP.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -203,3 +206,108 @@ class PooledHead(nn.Module):
         if feat.dim() == 4:
             feat = feat.mean(dim=(2, 3))
         return self.net(feat)  # type: ignore[no-any-return]
+
+
+class PyramidFPN(nn.Module):
+    """A feature pyramid through an FPN, as a torchvision detection backbone.
+
+    The encoder is reached through ``pyramid`` (a callable, not a sub-module), so its weights
+    stay where their owner keeps them (a specialist's ``encoder.`` prefix, the ensemble's
+    specialists) and are not repeated under the detector.
+
+    Args:
+        pyramid: maps a batch to the feature levels.
+        in_channels: channels of the levels kept.
+        out_channels: FPN width (torchvision reads ``out_channels``).
+        levels: indices of the levels fed to the FPN.
+    """
+
+    def __init__(
+        self,
+        pyramid: Callable[[Tensor], list[Tensor]],
+        in_channels: Sequence[int],
+        out_channels: int,
+        levels: Sequence[int],
+    ) -> None:
+        from torchvision.ops import FeaturePyramidNetwork
+        from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+        super().__init__()
+        self.pyramid = pyramid
+        self.levels = list(levels)
+        self.fpn = FeaturePyramidNetwork(
+            list(in_channels), out_channels, extra_blocks=LastLevelMaxPool()
+        )
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """FPN maps ``"0"``.. (one per kept level, shallow to deep) plus ``"pool"``."""
+        feats = self.pyramid(x)
+        named = OrderedDict((str(j), feats[i]) for j, i in enumerate(self.levels))
+        return self.fpn(named)  # type: ignore[no-any-return]
+
+
+def unresized_transform(channels: int, size: int) -> nn.Module:
+    """Return torchvision's detection transform with normalisation and resizing turned off.
+
+    The caller normalises before the detector (a specialist with its own statistics; the
+    ensemble per specialist, from raw values), so mean 0 / std 1 here; the images keep their
+    size (``min_size`` / ``max_size`` only record DIOR's 800 px), so boxes stay in pixels of the
+    input and no resampling blurs small objects. Batching (zero padding to a multiple of 32) is
+    kept.
+    """
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    class UnresizedTransform(GeneralizedRCNNTransform):
+        def resize(
+            self, image: Tensor, target: dict[str, Tensor] | None = None
+        ) -> tuple[Tensor, dict[str, Tensor] | None]:
+            return image, target
+
+    return UnresizedTransform(size, size, [0.0] * channels, [1.0] * channels)
+
+
+def faster_rcnn(
+    pyramid: Callable[[Tensor], list[Tensor]],
+    channels: Sequence[int],
+    reductions: Sequence[int],
+    width: int,
+    num_classes: int,
+    in_chans: int,
+) -> nn.Module:
+    """A Faster R-CNN over a feature pyramid, never pretrained.
+
+    Levels of stride 4 and coarser feed a ``FeaturePyramidNetwork`` of ``width`` channels plus
+    a max-pooled extra level; each level has anchors of 4 and 8 times its stride at aspect
+    ratios 0.5, 1 and 2 (16 to 512 px for a stride 4..64 pyramid). The detector's class 0 is
+    background, so it has ``num_classes + 1`` outputs.
+
+    Args:
+        pyramid: maps an input batch to its feature levels.
+        channels: channels per level.
+        reductions: stride per level.
+        width: FPN channels.
+        num_classes: object classes (background excluded).
+        in_chans: input channels (for the batching transform).
+    """
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.ops import MultiScaleRoIAlign
+
+    # A stride-2 level (ResNet stems) would quadruple the anchors for little gain.
+    levels = [i for i, r in enumerate(reductions) if r >= 4] or [len(reductions) - 1]
+    strides = [reductions[i] for i in levels]
+    strides.append(2 * strides[-1])  # the FPN's max-pooled extra level
+    backbone = PyramidFPN(pyramid, [channels[i] for i in levels], width, levels)
+    anchors = AnchorGenerator(
+        sizes=tuple((4 * s, 8 * s) for s in strides),
+        aspect_ratios=((0.5, 1.0, 2.0),) * len(strides),
+    )
+    detector = FasterRCNN(
+        backbone,
+        num_classes=num_classes + 1,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=MultiScaleRoIAlign([str(j) for j in range(len(levels))], 7, 2),
+    )
+    detector.transform = unresized_transform(in_chans, 800)
+    return detector

@@ -103,6 +103,8 @@ def evaluate_run(ctx: StageContext, name: str, loaded: Any = None) -> dict[str, 
     model, _, spec, splits, module = loaded if loaded is not None else load_head_run(ctx, name)
     test = splits["test"]
     module.eval()
+    if spec.task == "detection":
+        return _evaluate_detection(ctx, name, model, spec, test, module)
     k = len(spec.classes)
     confusion = None
     if spec.task in ("classification", "segmentation", "change_detection"):
@@ -149,6 +151,56 @@ def evaluate_run(ctx: StageContext, name: str, loaded: Any = None) -> dict[str, 
         f"[green]wrote[/green] eval/{name}/ (metrics.json, confusion.png, per_class.png, "
         "overlays.png)"
     )
+    return metrics
+
+
+def _evaluate_detection(
+    ctx: StageContext, name: str, model: Any, spec: Any, test: Any, module: Any
+) -> dict[str, Any]:
+    """COCO box mAP (overall and per class) of a detection head, and its plots.
+
+    Writes ``metrics.json`` (``map``, ``map_50``, ``map_75``, ``mar_100`` and ``ap_per_class``),
+    ``per_class.png`` (AP per class) and ``overlays.png`` (true boxes beside detections).
+    """
+    import torch
+    from torchmetrics.detection import MeanAveragePrecision
+
+    from eosfm_cli import plots
+    from eosfm_cli.training import make_loader
+    from eosfm_cli.workspace import atomic_write_json
+
+    per_class = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True)
+    samples: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
+    loader = make_loader(test, ctx.profile.trainer.batch_size, 0, False, ctx.profile.seed)
+    with torch.inference_mode():
+        for batch in loader:
+            images, targets = module.detector_inputs(batch)
+            preds = [{k: d[k] for k in ("boxes", "scores", "labels")} for d in model.detect(images)]
+            truth = [{"boxes": t["boxes"], "labels": t["labels"] - 1} for t in targets]
+            module.split_metrics("test").update(preds, truth)
+            per_class.update(preds, truth)
+            for img, t, p in zip(images, truth, preds, strict=True):
+                if len(samples) < N_OVERLAYS:
+                    samples.append((img, t, p))
+    metrics = module.compute_split_metrics("test")
+    values = per_class.compute()
+    ap = [float("nan")] * len(spec.classes)
+    ids = values["classes"].flatten().tolist()
+    for cls, v in zip(ids, values["map_per_class"].flatten().tolist(), strict=True):
+        if 0 <= int(cls) < len(ap):
+            ap[int(cls)] = float(v)
+    metrics["ap_per_class"] = ap
+    metrics["classes"] = list(spec.classes)
+    metrics["n_test"] = len(test)
+    out_dir = ctx.workspace.path("eval", name)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    plots.per_class_png(
+        out_dir / "per_class.png", [0.0 if v != v else v for v in ap], list(spec.classes), "AP"
+    )
+    plots.detections_png(
+        out_dir / "overlays.png", samples, model.cfg.input_bands, list(spec.classes)
+    )
+    info(f"[green]wrote[/green] eval/{name}/ (metrics.json, per_class.png, overlays.png)")
     return metrics
 
 

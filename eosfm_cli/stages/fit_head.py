@@ -157,6 +157,8 @@ def prepare_features(
 
     if not use_cache:
         return datasets, "features stream: specialists are trained (--no-freeze)"
+    if model.cfg.task == "detection":
+        return datasets, "features stream: a detection head runs on whole images"
     if not ctx.profile.cache.enabled:
         return datasets, "features stream: cache.enabled is false"
     caches = {

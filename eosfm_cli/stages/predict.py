@@ -24,7 +24,8 @@ tile as a whole; its probabilities are painted over the tile and blended like de
 the map changes smoothly between tiles. ``<name>.png`` beside it shows an RGB-like quicklook of
 the input next to the colour-coded prediction; both are sampled while the raster is processed,
 so no second pass over the files is needed. Both files are written to temporary names and
-renamed at the end, so a failed run leaves nothing partial.
+renamed at the end, so a failed run leaves nothing partial. A detection head writes boxes as
+vectors instead (a GeoPackage and its preview; see :mod:`eosfm_cli.stages.predict_boxes`).
 
 **Nodata.** A pixel whose bands all equal the input's nodata value (or are NaN) gets the
 output's nodata. Invalid band values are filled with the tile's mean of that band before
@@ -859,16 +860,20 @@ def predict(
             where=str(folder / "head.json"),
             hint="use `eosfm evaluate` for change detection, or pass a single-date head",
         )
-    if task not in DENSE + POOLED or not bands:
+    if task not in (*DENSE, *POOLED, "detection") or not bands:
         raise ArtifactError(
             f"predict cannot apply this head (task {task!r}, input bands {bands or 'missing'})",
             where=str(folder / "head.json"),
-            hint=f"fit a {', '.join(DENSE + POOLED)} head with `eosfm fit-head`",
+            hint=f"fit a {', '.join((*DENSE, *POOLED, 'detection'))} head with `eosfm fit-head`",
         )
     source = open_source(raster, bands)
     out_path = Path(output) if output is not None else default_output(ctx, raster, folder)
     if out_path.is_dir():
         out_path = out_path / default_output(ctx, raster, folder).name
+    if task == "detection":
+        from eosfm_cli.stages.predict_boxes import vector_output
+
+        out_path = vector_output(out_path)
     preview_path = out_path.with_suffix(".png")
 
     from eosfm_cli.models.generalist import load_generalist
@@ -879,16 +884,26 @@ def predict(
         model, meta = load_generalist(folder, ensemble)
         device = select_device(ctx)
         model.to(device)
-        spec = OutputSpec.for_head(task, classes, probabilities)
-        look = Quicklook.create(source.height, source.width, bands)
         grid = TileGrid(source.height, source.width, tile, overlap)
         info(
             f"predict {raster.name} ({source.width}x{source.height}, {len(bands)} bands) with "
             f"head {folder.name} ({task}): {grid.n_tiles} tiles of {tile} px, overlap {overlap}"
         )
-        stats = _write_outputs(
-            model, source, spec, look, out_path, preview_path, grid, batch_size, device, classes
-        )
+        if task == "detection":
+            from eosfm_cli.stages.predict_boxes import write_detections
+
+            found, stats = write_detections(
+                model, source, out_path, preview_path, grid, batch_size, device, classes
+            )
+            kind = "boxes"
+            record.extra["detections"] = len(found)
+        else:
+            spec = OutputSpec.for_head(task, classes, probabilities)
+            look = Quicklook.create(source.height, source.width, bands)
+            stats = _write_outputs(
+                model, source, spec, look, out_path, preview_path, grid, batch_size, device, classes
+            )
+            kind = spec.kind
         record.inputs = {
             ctx.workspace.relative(raster): file_fingerprint(raster),
             ctx.workspace.relative(folder / "head.safetensors"): file_fingerprint(
@@ -904,7 +919,7 @@ def predict(
         record.extra.update(
             head=folder.name,
             task=task,
-            output=spec.kind,
+            output=kind,
             tile=tile,
             overlap=overlap,
             batch_size=batch_size,

@@ -25,6 +25,11 @@ def score_split(module: Any, loader: Any, drop: frozenset[int] = frozenset()) ->
     import torch
 
     module.eval()
+    if module.hparams["task"] == "detection":
+        with torch.inference_mode(), module.model.dropping(drop):
+            for i, batch in enumerate(loader):
+                module.test_step(batch, i)
+        return dict(module.compute_split_metrics("test"))
     with torch.inference_mode():
         for batch in loader:
             target = module.target(batch)
