@@ -320,7 +320,7 @@ def evaluate(
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Evaluate heads on the test split: metrics, confusion matrix, overlays."""
+    """Evaluate heads on the test split: metrics, confusion matrix (or mAP), overlays."""
     from eosfm_cli.stages.evaluate import evaluate as stage
 
     ctx = _ctx(profile, set_, workspace, root, dry_run, wait)
@@ -332,7 +332,10 @@ def evaluate(
 def predict(
     raster: Annotated[Path, typer.Argument(help="Input GeoTIFF.")],
     run: Annotated[str | None, typer.Option(help="Head run to apply.")] = None,
-    output: Annotated[Path | None, typer.Option(help="Output GeoTIFF.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Output GeoTIFF (.gpkg or .geojson for a detection head)."),
+    ] = None,
     tile: Annotated[int, typer.Option(help="Tile size in pixels (multiple of 32).")] = 256,
     overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended.")] = 32,
     batch_size: Annotated[int, typer.Option(help="Tiles per batch.")] = 8,
@@ -349,7 +352,7 @@ def predict(
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Apply a head to a GeoTIFF of any size, tile by tile."""
+    """Apply a head to a GeoTIFF of any size, tile by tile: a map, or boxes for detection."""
     from eosfm_cli.stages.predict import predict as stage
 
     ctx = _ctx(profile, set_, workspace, root, dry_run, wait)

@@ -8,6 +8,10 @@ For each head run, writes ``eval/<run>/``:
 - ``per_class.png``: per-class IoU (dense tasks) or F1 (classification);
 - ``overlays.png``: a few test samples: the input quicklook, the truth and the prediction.
 
+A detection head writes COCO box ``map``, ``map_50``, ``map_75``, ``mar_100`` and
+``ap_per_class`` instead, ``per_class.png`` with AP per class, and ``overlays.png`` with the true
+boxes beside the detections.
+
 With several runs, a table compares them side by side.
 """
 
