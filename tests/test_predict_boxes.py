@@ -293,3 +293,5 @@ def test_predict_geojson_output(detection_ws: Path, tmp_path: Path) -> None:
     assert doc["type"] == "FeatureCollection"
     with pytest.raises(ProfileError, match="--output"):
         predict(_ctx(detection_ws), raster, run="dior", output=tmp_path / "boxes.png")
+    with pytest.raises(ProfileError, match="--probabilities"):
+        predict(_ctx(detection_ws), raster, run="dior", probabilities=True)

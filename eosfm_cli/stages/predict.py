@@ -873,6 +873,12 @@ def predict(
     if task == "detection":
         from eosfm_cli.stages.predict_boxes import vector_output
 
+        if probabilities:
+            raise ProfileError(
+                "a detection head writes scored boxes, not class probabilities",
+                where="--probabilities",
+                hint="drop --probabilities; every box carries its score",
+            )
         out_path = vector_output(out_path)
     preview_path = out_path.with_suffix(".png")
 
