@@ -303,3 +303,19 @@ def test_evaluate_reports_detection_map_and_draws_boxes(detection_ws: Path) -> N
     assert metrics["n_test"] == 2
     for png in ("per_class.png", "overlays.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dataset_flag_brings_that_datasets_bands(tmp_path: Path) -> None:
+    from eosfm_cli.stages.fit_head import downstream_spec
+
+    sets = [f"downstream.root={DIOR}"]
+    # default.yaml's downstream.bands (B02, B03, B04, B08) belong to its synthetic_seg task.
+    ctx = resolve(DEFAULT, sets, workspace=tmp_path / "ws")
+    assert ctx.profile.downstream.bands == ["B02", "B03", "B04", "B08"]
+    assert downstream_spec(ctx, "dior")[2] == ["R", "G", "B"]
+    # Bands the user sets on the command line are honoured.
+    ctx = resolve(DEFAULT, [*sets, "downstream.bands=[G, R]"], workspace=tmp_path / "ws")
+    assert downstream_spec(ctx, "dior")[2] == ["G", "R"]
+    # Without --dataset, the profile's own pair stands.
+    ctx = resolve(DEFAULT, [], workspace=tmp_path / "ws")
+    assert downstream_spec(ctx, None)[2] == ["B02", "B03", "B04", "B08"]

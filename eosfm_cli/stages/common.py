@@ -127,7 +127,11 @@ def resolve(
     ws = Workspace(workspace if workspace is not None else profile.workspace)
     if workspace is not None:
         profile.workspace = str(workspace)
-    return StageContext(profile=profile, workspace=ws, source=source, dry_run=dry_run, wait=wait)
+    ctx = StageContext(profile=profile, workspace=ws, source=source, dry_run=dry_run, wait=wait)
+    # The keys the user set on the command line (``--set KEY=VALUE``), for stages whose
+    # defaults depend on whether a key came from the profile or from the user.
+    ctx.extra["set_keys"] = sorted({item.split("=", 1)[0].strip() for item in overrides or []})
+    return ctx
 
 
 def _flow(value: Any) -> str:

@@ -94,8 +94,21 @@ def downstream_spec(ctx: StageContext, dataset: str | None) -> tuple[Any, Path, 
             where=f"{ctx.source}: downstream.root",
             hint="pass --root DIR",
         )
-    bands = ctx.profile.downstream.bands or list(spec.bands)
-    return spec, root, expand_bands(bands)
+    bands = ctx.profile.downstream.bands
+    profile_dataset = ctx.profile.downstream.dataset
+    if (
+        bands
+        and dataset
+        and dataset != profile_dataset
+        and "downstream.bands" not in ctx.extra.get("set_keys", ())
+    ):
+        # The profile's bands were chosen for its own downstream dataset, not this one.
+        info(
+            f"--dataset {name}: using its bands {','.join(spec.bands)} (the profile's "
+            f"downstream.bands are for {profile_dataset}; --set downstream.bands=[...] to choose)"
+        )
+        bands = None
+    return spec, root, expand_bands(bands or list(spec.bands))
 
 
 def head_config(
