@@ -295,3 +295,13 @@ def test_predict_geojson_output(detection_ws: Path, tmp_path: Path) -> None:
         predict(_ctx(detection_ws), raster, run="dior", output=tmp_path / "boxes.png")
     with pytest.raises(ProfileError, match="--probabilities"):
         predict(_ctx(detection_ws), raster, run="dior", probabilities=True)
+
+
+def test_dry_run_names_the_vector_output(
+    detection_ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raster = _write_rgb(tmp_path / "flat.tif", np.full((3, 64, 64), 100, np.uint8))
+    ctx = _ctx(detection_ws)
+    ctx.dry_run = True
+    assert predict(ctx, raster, run="dior") is None
+    assert "predictions/flat-dior.gpkg" in capsys.readouterr().out.replace("\n", "")

@@ -834,11 +834,17 @@ def predict(
     """
     raster = Path(raster)
     if ctx.dry_run:
+        suffix = ".tif"
         try:
-            run_s = str(ctx.workspace.relative(find_head_run(ctx, run)))
+            head_dir = find_head_run(ctx, run)
+            run_s = str(ctx.workspace.relative(head_dir))
+            from eosfm_cli.models.generalist import read_head_meta
+
+            if (read_head_meta(head_dir).get("config") or {}).get("task") == "detection":
+                suffix = ".gpkg"
         except (ArtifactError, WorkspaceError):
             run_s = f"heads/{run or '<newest>'}"
-        out_s = str(output) if output else f"predictions/{raster.stem}-{Path(run_s).name}.tif"
+        out_s = str(output) if output else f"predictions/{raster.stem}-{Path(run_s).name}{suffix}"
         print_dry_run(
             ctx,
             "predict",
