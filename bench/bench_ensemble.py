@@ -305,8 +305,10 @@ def _measure() -> dict[str, dict[str, Any]]:
             f"GRN and GELU too at matmul speed (tried: inductor freezing, weights as "
             f"constants with fused conv post-ops, "
             f"one compile per specialist, 10-25% faster for one specialist alone but only a few "
-            f"percent faster in the six-specialist loop; channels_last: no change; bf16, next "
-            f"figure); "
+            f"percent faster in the six-specialist loop; channels_last: no change; "
+            f"horizontal fusion, all six specialists as one grouped network (one stem conv, "
+            f"grouped 1x1 convs, per-group LayerNorm/GRN) compiled as one graph: 0.80-0.97x "
+            f"of the six compiled calls, so not used; bf16, next figure); "
             f"{setting}",
         },
         "ensemble_features_bf16_vs_naive": {
