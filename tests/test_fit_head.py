@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from training_helpers import DIOR, dior_head_ctx
 
 from eosfm_cli.bands import BAND_SETS
 from eosfm_cli.errors import ArtifactError, ProfileError
@@ -228,28 +229,12 @@ def test_bf16_ensemble_option_gets_its_own_cache(tmp_path: Path, ensemble_path: 
     assert {"accuracy", "f1_macro"} <= set(bf16.metrics["test"])
 
 
-DIOR = REPO / "tests" / "data" / "dior"
-
-
 @pytest.fixture(scope="module")
 def detection_ws(tmp_path_factory: pytest.TempPathFactory, ensemble_path: Path) -> Path:
     """A detection head fitted on the DIOR fixture over the frozen ensemble (K=1 gates)."""
     ws = tmp_path_factory.mktemp("det") / "ws"
-    select_encoders(_dior_ctx(ws), k=1, ensemble=ensemble_path)
+    select_encoders(dior_head_ctx(ws, "trainer.max_epochs=2"), k=1, ensemble=ensemble_path)
     return ws
-
-
-def _dior_ctx(ws: Path, *sets: str):
-    base = [
-        "trainer.max_epochs=2",
-        "trainer.batch_size=2",
-        "emissions.enabled=false",
-        "downstream.dataset=dior",
-        f"downstream.root={DIOR}",
-        "downstream.bands=[R, G, B]",
-        "model.decoder_channels=32",
-    ]
-    return resolve(DEFAULT, [*base, *sets], workspace=ws)
 
 
 def test_detection_head_is_fitted_over_the_frozen_ensemble(detection_ws: Path) -> None:
@@ -294,7 +279,7 @@ def test_detection_head_reloads_to_the_same_boxes(detection_ws: Path, ensemble_p
 
 
 def test_evaluate_reports_detection_map_and_draws_boxes(detection_ws: Path) -> None:
-    results = evaluate(_dior_ctx(detection_ws), ["select-dior-k1"])
+    results = evaluate(dior_head_ctx(detection_ws), ["select-dior-k1"])
     assert results is not None
     out = detection_ws / "eval" / "select-dior-k1"
     metrics = json.loads((out / "metrics.json").read_text())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -13,9 +12,9 @@ import rasterio
 import torch
 from rasterio.crs import CRS
 from rasterio.transform import Affine
+from training_helpers import dior_head_ctx
 
 from eosfm_cli.errors import ProfileError
-from eosfm_cli.stages.common import resolve
 from eosfm_cli.stages.predict import Quicklook, TileGrid, open_source, predict
 from eosfm_cli.stages.predict_boxes import (
     Boxes,
@@ -27,9 +26,6 @@ from eosfm_cli.stages.predict_boxes import (
     vector_output,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT = REPO / "profiles" / "default.yaml"
-DIOR = REPO / "tests" / "data" / "dior"
 TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4200000.0)
 CRS_UTM = CRS.from_epsg(32633)
 
@@ -210,21 +206,8 @@ def detection_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
         states.append(model.state_dict())
     save_ensemble(ens, specs, states)
     ws = base / "ws"
-    fit_head(_ctx(ws), ensemble=ens, run="dior")
+    fit_head(dior_head_ctx(ws), ensemble=ens, run="dior")
     return ws
-
-
-def _ctx(ws: Path, *sets: str) -> Any:
-    base = [
-        "trainer.max_epochs=1",
-        "trainer.batch_size=2",
-        "emissions.enabled=false",
-        "downstream.dataset=dior",
-        f"downstream.root={DIOR}",
-        "downstream.bands=[R, G, B]",
-        "model.decoder_channels=32",
-    ]
-    return resolve(DEFAULT, [*base, *sets], workspace=ws)
 
 
 def test_predict_writes_boxes_as_a_geopackage_in_the_raster_crs(
@@ -248,7 +231,7 @@ def test_predict_writes_boxes_as_a_geopackage_in_the_raster_crs(
     monkeypatch.setattr(Generalist, "detect", detect)
     data = _squares(150, 130, 8, [(3, 5), (60, 44), (140, 120)]).astype(np.uint8)
     raster = _write_rgb(tmp_path / "scene.tif", data)
-    out = predict(_ctx(detection_ws), raster, run="dior", tile=64, overlap=16)
+    out = predict(dior_head_ctx(detection_ws), raster, run="dior", tile=64, overlap=16)
     assert out == detection_ws / "predictions" / "scene-dior.gpkg"
     assert sum(calls) == 9
     info = read_info(out, layer="detections")
@@ -278,7 +261,7 @@ def test_predict_writes_boxes_as_a_geopackage_in_the_raster_crs(
     )
     assert found == expected
     assert (out.with_suffix(".png")).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    last = _ctx(detection_ws).workspace.runs("predict")[-1]
+    last = dior_head_ctx(detection_ws).workspace.runs("predict")[-1]
     assert last["status"] == "ok" and last["output"] == "boxes" and last["tiles"] == 9
     assert last["detections"] == 3
     assert last["outputs"] == ["predictions/scene-dior.gpkg", "predictions/scene-dior.png"]
@@ -288,20 +271,22 @@ def test_predict_writes_boxes_as_a_geopackage_in_the_raster_crs(
 def test_predict_geojson_output(detection_ws: Path, tmp_path: Path) -> None:
     data = np.full((3, 64, 64), 100, np.uint8)
     raster = _write_rgb(tmp_path / "flat.tif", data)
-    out = predict(_ctx(detection_ws), raster, run="dior", output=tmp_path / "boxes.geojson")
+    out = predict(
+        dior_head_ctx(detection_ws), raster, run="dior", output=tmp_path / "boxes.geojson"
+    )
     doc = json.loads(Path(out).read_text())  # type: ignore[arg-type]
     assert doc["type"] == "FeatureCollection"
     with pytest.raises(ProfileError, match="--output"):
-        predict(_ctx(detection_ws), raster, run="dior", output=tmp_path / "boxes.png")
+        predict(dior_head_ctx(detection_ws), raster, run="dior", output=tmp_path / "boxes.png")
     with pytest.raises(ProfileError, match="--probabilities"):
-        predict(_ctx(detection_ws), raster, run="dior", probabilities=True)
+        predict(dior_head_ctx(detection_ws), raster, run="dior", probabilities=True)
 
 
 def test_dry_run_names_the_vector_output(
     detection_ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     raster = _write_rgb(tmp_path / "flat.tif", np.full((3, 64, 64), 100, np.uint8))
-    ctx = _ctx(detection_ws)
+    ctx = dior_head_ctx(detection_ws)
     ctx.dry_run = True
     assert predict(ctx, raster, run="dior") is None
     assert "predictions/flat-dior.gpkg" in capsys.readouterr().out.replace("\n", "")

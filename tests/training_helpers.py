@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "profiles" / "default.yaml"
 SYNTHETIC = REPO / "tests" / "data" / "synthetic"
 FAST = ["trainer.max_epochs=1", "trainer.batch_size=4", "emissions.enabled=false"]
+DIOR = REPO / "tests" / "data" / "dior"
 
 EXPECTED_METRICS = {
     "classification": {"accuracy", "f1_macro"},
@@ -28,6 +29,20 @@ EXPECTED_METRICS = {
 }
 #: Metrics that are not bounded to [0, 1].
 UNBOUNDED = {"rmse", "mae", "mse"}
+
+
+def dior_head_ctx(ws: Path, *sets: str) -> StageContext:
+    """A fit-head context for a small detection head on the DIOR fixture (R, G, B input)."""
+    base = [
+        "trainer.max_epochs=1",
+        "trainer.batch_size=2",
+        "emissions.enabled=false",
+        "downstream.dataset=dior",
+        f"downstream.root={DIOR}",
+        "downstream.bands=[R, G, B]",
+        "model.decoder_channels=32",
+    ]
+    return resolve(DEFAULT, [*base, *sets], workspace=ws)
 
 
 def run_training(

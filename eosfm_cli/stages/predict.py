@@ -696,6 +696,56 @@ class PredictStats:
     seconds: float = 0.0
 
 
+def read_tile(
+    src: Any,
+    source: RasterSource,
+    look: Quicklook,
+    y: int,
+    x: int,
+    tile: int,
+    stats: PredictStats,
+    on_tiles: Callable[[int], None] | None = None,
+) -> tuple[FloatArray, BoolArray] | None:
+    """Read the tile at ``(y, x)``, fill its invalid values and sample it into the preview.
+
+    Args:
+        src: the input raster, open.
+        source: its description.
+        look: the preview being sampled.
+        y: the tile's row offset.
+        x: the tile's column offset.
+        tile: tile side (the tile is cut at the raster's edge).
+        stats: counts; a tile without any valid pixel is counted as skipped.
+        on_tiles: called with 1 for a skipped tile.
+
+    Returns:
+        The ``(C, h, w)`` filled tile and its valid-pixel mask, or ``None`` for a tile with no
+        valid pixel.
+
+    Raises:
+        DataError: when the window cannot be read.
+    """
+    from rasterio.errors import RasterioError
+    from rasterio.windows import Window
+
+    h, w = min(tile, source.height - y), min(tile, source.width - x)
+    try:
+        data = src.read(source.indexes, window=Window(x, y, w, h), out_dtype="float32")
+    except (RasterioError, OSError) as err:
+        raise DataError(
+            f"cannot read rows {y}..{y + h}, columns {x}..{x + w} ({err})",
+            where=str(source.path),
+        ) from None
+    data, valid = fill_invalid(data, source.nodata)
+    look.add_input(data, valid, y, x)
+    if not valid.any():
+        stats.skipped += 1
+        if on_tiles is not None:
+            on_tiles(1)
+        return None
+    return data, valid
+
+
 def run_tiles(
     model: Generalist,
     source: RasterSource,
@@ -728,7 +778,6 @@ def run_tiles(
     """
     import rasterio
     import torch
-    from rasterio.errors import RasterioError
     from rasterio.windows import Window
 
     grid = TileGrid(source.height, source.width, tile, overlap)
@@ -765,22 +814,10 @@ def run_tiles(
         for i, y in enumerate(rows):
             pending: list[tuple[FloatArray, BoolArray, int]] = []
             for x in cols:
-                h, w = min(tile, source.height - y), min(tile, source.width - x)
-                try:
-                    data = src.read(source.indexes, window=Window(x, y, w, h), out_dtype="float32")
-                except (RasterioError, OSError) as err:
-                    raise DataError(
-                        f"cannot read rows {y}..{y + h}, columns {x}..{x + w} ({err})",
-                        where=str(source.path),
-                    ) from None
-                data, valid = fill_invalid(data, source.nodata)
-                look.add_input(data, valid, y, x)
-                if not valid.any():
-                    # Nothing to predict: its pixels stay nodata.
-                    stats.skipped += 1
-                    if on_tiles is not None:
-                        on_tiles(1)
-                    continue
+                got = read_tile(src, source, look, y, x, tile, stats, on_tiles)
+                if got is None:
+                    continue  # nothing to predict: its pixels stay nodata
+                data, valid = got
                 pending.append((data, valid, x))
                 if len(pending) == batch_size:
                     run_batch(pending, y)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eosfm_cli.console import Verbosity, console
-from eosfm_cli.errors import DataError, ProfileError
+from eosfm_cli.errors import ProfileError
 from eosfm_cli.stages.predict import (
     GDAL_CACHE_MB,
     FloatArray,
@@ -44,8 +44,8 @@ from eosfm_cli.stages.predict import (
     TileGrid,
     _stretch,
     class_colours,
-    fill_invalid,
     pad_reflect,
+    read_tile,
 )
 
 if TYPE_CHECKING:
@@ -198,8 +198,6 @@ def detect_tiles(
     """
     import rasterio
     import torch
-    from rasterio.errors import RasterioError
-    from rasterio.windows import Window
 
     grid = TileGrid(source.height, source.width, tile, overlap)
     own_y = ownership(grid.rows, tile, source.height)
@@ -229,22 +227,10 @@ def detect_tiles(
     with rasterio.open(source.path) as src:
         for i, y in enumerate(grid.rows):
             for j, x in enumerate(grid.cols):
-                h, w = min(tile, source.height - y), min(tile, source.width - x)
-                try:
-                    data = src.read(source.indexes, window=Window(x, y, w, h), out_dtype="float32")
-                except (RasterioError, OSError) as err:
-                    raise DataError(
-                        f"cannot read rows {y}..{y + h}, columns {x}..{x + w} ({err})",
-                        where=str(source.path),
-                    ) from None
-                data, valid = fill_invalid(data, source.nodata)
-                look.add_input(data, valid, y, x)
-                if not valid.any():
-                    stats.skipped += 1
-                    if on_tiles is not None:
-                        on_tiles(1)
+                got = read_tile(src, source, look, y, x, tile, stats, on_tiles)
+                if got is None:
                     continue
-                pending.append((data, valid, x, y, i, j))
+                pending.append((*got, x, y, i, j))
                 if len(pending) == batch_size:
                     run_batch(pending)
                     pending = []
