@@ -61,10 +61,10 @@ def build_head(ws: Path) -> None:
     import torch
 
     from eosfm_cli.bands import BAND_SETS
+    from eosfm_cli.io import sha256_file
     from eosfm_cli.models.ensemble_file import save_ensemble
     from eosfm_cli.models.generalist import HeadConfig, build_generalist, save_head_run
     from eosfm_cli.models.spec import SpecialistSpec
-    from eosfm_cli.workspace import sha256_file
 
     torch.manual_seed(0)
     specs, states = [], []

@@ -11,7 +11,6 @@ trusted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,15 +24,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from eosfm_cli.console import info
-from eosfm_cli.workspace import sha256_file
+from eosfm_cli.io import json_digest, sha256_file
 
 CACHE_VERSION = 1
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:
     """Stable hash of the key parts."""
-    blob = json.dumps({**parts, "version": CACHE_VERSION}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return json_digest({**parts, "version": CACHE_VERSION}, 24)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from eosfm_cli.workspace import atomic_path
+from eosfm_cli.io import atomic_path
 
 
 def _plt() -> Any:

@@ -6,7 +6,6 @@ Atomic, safely-loaded checkpoints; per-band statistics; seeded data loaders.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -19,8 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from eosfm_cli.errors import DataError
 from eosfm_cli.faults import crash_point
+from eosfm_cli.io import atomic_write_json, disk_error, json_digest
 from eosfm_cli.models.checkpoints import load_checkpoint_file
-from eosfm_cli.workspace import atomic_write_json, disk_error
 
 
 def atomic_checkpoint_io() -> Any:
@@ -111,8 +110,7 @@ def make_loader(
 
 
 def _stats_key(parts: Mapping[str, Any]) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return json_digest(dict(parts), 16)
 
 
 def band_statistics(

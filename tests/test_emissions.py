@@ -16,6 +16,7 @@ import pytest
 
 from eosfm_cli.emissions import EmissionsRecord, env_rank_is_zero, track_emissions
 from eosfm_cli.errors import EosfmError, WorkspaceError
+from eosfm_cli.io import atomic_write_json
 from eosfm_cli.profiles import EmissionsConfig, Profile
 from eosfm_cli.stages.common import StageContext
 from eosfm_cli.stages.emissions_report import (
@@ -23,7 +24,7 @@ from eosfm_cli.stages.emissions_report import (
     PAPER_ENERGY_KWH,
     emissions_report,
 )
-from eosfm_cli.workspace import Workspace, atomic_write_json
+from eosfm_cli.workspace import Workspace
 
 RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK")
 

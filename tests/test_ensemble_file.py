@@ -359,3 +359,43 @@ def test_bands_are_refused_for_native_files(tmp_path: Path, ensemble: Ensemble) 
     path = save_ensemble(tmp_path / "e.safetensors", specs[:1], states[:1])
     with pytest.raises(ArtifactError, match="reference files only"):
         load_any(path, bands=[["B04", "B03", "B02"]])
+
+
+_WRITE_IN_A_FRESH_PROCESS = """
+import sys, torch
+sys.path.insert(0, sys.argv[2])
+from test_ensemble_file import make_spec, weights
+from eosfm_cli.models.ensemble_file import save_ensemble
+specs = [make_spec("rgb", ["B04", "B03", "B02"]), make_spec("s1", ["VV", "VH"])]
+save_ensemble(sys.argv[1], specs, [weights(s, i) for i, s in enumerate(specs)])
+"""
+
+
+def test_the_same_ensemble_is_written_with_the_same_bytes(tmp_path: Path) -> None:
+    # safetensors orders its header by a hash map that changes between processes; the
+    # file's sha256 keys caches and head runs, so two writes must give the same bytes.
+    import hashlib
+    import subprocess
+    import sys
+
+    digests = set()
+    for i in range(3):
+        path = tmp_path / f"e{i}.safetensors"
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _WRITE_IN_A_FRESH_PROCESS,
+                str(path),
+                str(Path(__file__).parent),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+        assert read_metadata(path)[1].name == "s1"
+        assert (
+            load_state_dicts(path, [0])[0].keys()
+            == weights(make_spec("rgb", ["B04", "B03", "B02"]), 0).keys()
+        )
+    assert len(digests) == 1

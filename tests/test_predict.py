@@ -307,8 +307,8 @@ def test_failure_leaves_nothing_partial(
 @pytest.fixture(scope="module")
 def other_heads(head_ws: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Untrained classification and regression head runs on the fixture's ensemble."""
+    from eosfm_cli.io import sha256_file
     from eosfm_cli.models.generalist import HeadConfig, build_generalist, save_head_run
-    from eosfm_cli.workspace import sha256_file
 
     ens = head_ws / "ensembles" / "eosfm.safetensors"
     folder = tmp_path_factory.mktemp("heads")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from eosfm_cli.errors import WorkspaceError
-from eosfm_cli.workspace import Workspace, WorkspaceLock, atomic_path, atomic_write_json
+from eosfm_cli.io import atomic_path, atomic_write_json
+from eosfm_cli.workspace import Workspace, WorkspaceLock
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
@@ -33,7 +34,7 @@ def test_exception_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
 
 _CRASH_WRITER = """
 import os, sys
-from eosfm_cli.workspace import atomic_path
+from eosfm_cli.io import atomic_path
 with atomic_path(sys.argv[1]) as tmp:
     with open(tmp, "wb") as fh:
         fh.write(b"x" * 1000)

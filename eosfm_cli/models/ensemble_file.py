@@ -23,21 +23,20 @@ reference code, so a reference file gives the same features here as there.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
 import struct
-import tempfile
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from eosfm_cli import __version__
 from eosfm_cli.bands import BAND_SETS, expand_bands
 from eosfm_cli.errors import ArtifactError, BandError
-from eosfm_cli.faults import crash_point
+from eosfm_cli.io import atomic_path
 from eosfm_cli.models.spec import SpecialistSpec
+from eosfm_cli.models.tensor_file import save_tensor_file
 
 if TYPE_CHECKING:
     import torch
@@ -80,8 +79,6 @@ def save_ensemble(
         ArtifactError: if the lists differ in length, are empty, names repeat, or a state dict
             is empty or holds something other than tensors.
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     _check_pairs(specs, state_dicts, where=str(path))
     tensors: dict[str, torch.Tensor] = {}
@@ -95,9 +92,7 @@ def save_ensemble(
         "eosfm": __version__,
         "specialists": json.dumps([s.to_dict() for s in specs], sort_keys=True),
     }
-    with _atomic_target(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return path
+    return save_tensor_file(path, tensors, metadata)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> list[SpecialistSpec]:
@@ -228,7 +223,7 @@ def save_reference(
                 f"specialist {spec.name!r}: its normalisation statistics are not stored in the "
                 "reference format; readers will apply the identity"
             )
-    with _atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         torch.save(entries, tmp)
     return notes
 
@@ -631,20 +626,3 @@ def _own_storage(tensor: torch.Tensor, seen: set[int]) -> torch.Tensor:
         t = t.clone(memory_format=torch.contiguous_format)
     seen.add(t.untyped_storage().data_ptr())
     return t
-
-
-@contextlib.contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` that is renamed over it on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        crash_point(f"rename:{path.name}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

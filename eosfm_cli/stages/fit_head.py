@@ -286,7 +286,7 @@ def fit_head(
     )
     import lightning.pytorch as pl
 
-    from eosfm_cli.workspace import sha256_file
+    from eosfm_cli.io import sha256_file
 
     # The ensemble is read and K checked before the workspace is touched: a bad file or an
     # impossible K leaves no trace in it.
@@ -323,8 +323,8 @@ def fit_head(
         if result is None:
             return None  # a DDP rank other than 0: rank 0 writes
         result.cache = cache_reason
+        from eosfm_cli.io import atomic_write_json
         from eosfm_cli.models.generalist import save_head_run
-        from eosfm_cli.workspace import atomic_write_json
 
         # head.json, written last, marks a finished run (as specialist.json does).
         atomic_write_json(folder / "metrics.json", result.metrics)

@@ -577,7 +577,7 @@ def default_output(ctx: StageContext, raster: Path, folder: Path) -> Path:
 
 def file_fingerprint(path: Path) -> str:
     """sha256 of a small file; ``size=...;mtime=...`` of a big one (hashing costs a pass)."""
-    from eosfm_cli.workspace import sha256_file
+    from eosfm_cli.io import sha256_file
 
     st = path.stat()
     if st.st_size <= HASH_LIMIT_BYTES:
@@ -1026,7 +1026,7 @@ def _write_outputs(
         TimeRemainingColumn,
     )
 
-    from eosfm_cli.workspace import atomic_path
+    from eosfm_cli.io import atomic_path
 
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),

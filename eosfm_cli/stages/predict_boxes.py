@@ -366,7 +366,7 @@ def write_detections(
     from rasterio.errors import NotGeoreferencedWarning
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from eosfm_cli.workspace import atomic_path
+    from eosfm_cli.io import atomic_path
 
     look = Quicklook.create(source.height, source.width, model.cfg.input_bands)
     progress = Progress(

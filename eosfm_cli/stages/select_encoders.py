@@ -99,9 +99,9 @@ def select_encoders(
 
 
 def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -> dict[str, Any]:
+    from eosfm_cli.io import atomic_write_json, sha256_file
     from eosfm_cli.models.ensemble_file import load_ensemble, save_ensemble
     from eosfm_cli.stages.fit_head import feature_loader, load_head_run, prepare_features
-    from eosfm_cli.workspace import atomic_write_json, sha256_file
 
     folder = ctx.workspace.path("heads", run_name)
     model, meta, spec, datasets, module = load_head_run(ctx, run_name, ens)

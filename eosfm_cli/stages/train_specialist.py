@@ -262,8 +262,9 @@ def train_specialist(
             "val": model_metrics(trainer, model, datasets["val"], "val", best, ctx),
             "test": model_metrics(trainer, model, datasets["test"], "test", best, ctx),
         }
+        from eosfm_cli.io import atomic_write_json
         from eosfm_cli.models.spec import SpecialistSpec
-        from eosfm_cli.workspace import atomic_write_json, package_versions
+        from eosfm_cli.workspace import package_versions
 
         sspec = SpecialistSpec(
             name=name,
