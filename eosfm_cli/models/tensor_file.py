@@ -61,7 +61,7 @@ def save_tensor_file(
         The path written.
     """
     data = tensor_file_bytes(tensors, metadata)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
