@@ -107,8 +107,8 @@ def sample_hash(ds: Any, n: int = SAMPLES) -> str:
 def data_snapshot() -> dict[str, Any]:
     """Every experiment's splits on its fixture: sizes and sample hashes."""
     from eosfm_cli.data.registry import EXPERIMENTS
+    from eosfm_cli.data.splits import build_splits
     from eosfm_cli.stages.common import resolve
-    from eosfm_cli.stages.train_specialist import build_splits
 
     out: dict[str, Any] = {}
     for name, spec in sorted(EXPERIMENTS.items()):
@@ -116,7 +116,7 @@ def data_snapshot() -> dict[str, Any]:
             continue
         root = DATA / ROOTS.get(name, spec.dataset)
         ctx = resolve(DEFAULT, PINNED, dataset=name, root=root, workspace="/nonexistent-ws")
-        _, splits, _ = build_splits(ctx)
+        _, splits, _ = build_splits(ctx.profile, ctx.source)
         out[name] = {s: {"n": len(ds), "sha256": sample_hash(ds)} for s, ds in splits.items()}
     return out
 

@@ -53,12 +53,12 @@ def test_thirteen_bands_with_b8a_last() -> None:
 
 @pytest.mark.shared
 def test_eurosat100_loads_through_the_eurosat_s2_profile(eurosat100: Path) -> None:
+    from eosfm_cli.data.splits import build_splits
     from eosfm_cli.stages.common import resolve
-    from eosfm_cli.stages.train_specialist import build_splits
 
     repo = Path(__file__).resolve().parents[1]
     ctx = resolve(repo / "profiles" / "default.yaml", dataset="eurosat_s2", root=eurosat100)
-    spec, splits, root = build_splits(ctx)
+    spec, splits, root = build_splits(ctx.profile, ctx.source)
     assert spec.name == "eurosat_s2" and root == eurosat100
     assert {k: len(v) for k, v in splits.items()} == {"train": 60, "val": 20, "test": 20}
     assert ctx.profile.dataset is not None and ctx.profile.dataset.bands[-1] == "B8A"

@@ -165,10 +165,9 @@ def check_dataset(cfg: DatasetConfig, source: str) -> None:
 
 def dataset_root(ctx: StageContext, name: str | None = None) -> Path | None:
     """The folder of a dataset: ``data.roots[name]`` first, then ``data.root``."""
-    data = ctx.profile.data
-    if name and name in data.roots:
-        return Path(data.roots[name])
-    return Path(data.root) if data.root else None
+    from eosfm_cli.data.splits import dataset_root as root_of
+
+    return root_of(ctx.profile.data, name)
 
 
 def print_dry_run(ctx: StageContext, stage: str, reads: list[str], writes: list[str]) -> None:

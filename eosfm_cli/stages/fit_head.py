@@ -273,7 +273,7 @@ def fit_head(
         )
         return None
     ens = ensemble_file(ctx, ensemble)
-    from eosfm_cli.stages.train_specialist import load_splits
+    from eosfm_cli.data.splits import load_splits
 
     datasets = load_splits(
         spec,
@@ -360,8 +360,8 @@ def load_head_run(
         ``(generalist, head meta, experiment spec, {split: dataset}, task module)``.
     """
     from eosfm_cli.data.registry import get_experiment
+    from eosfm_cli.data.splits import load_splits
     from eosfm_cli.models.generalist import load_generalist
-    from eosfm_cli.stages.train_specialist import load_splits
     from eosfm_cli.tasks import head_task
 
     model, meta = load_generalist(ctx.workspace.path("heads", name), ensemble)

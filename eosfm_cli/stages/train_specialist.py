@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from eosfm_cli.console import Verbosity, console, info
+from eosfm_cli.data.splits import build_splits
 from eosfm_cli.distributed import end_distributed, is_rank_zero
-from eosfm_cli.errors import DataError, ProfileError, WorkspaceError
+from eosfm_cli.errors import ProfileError, WorkspaceError
 from eosfm_cli.profiles import artifact_name
 from eosfm_cli.stages.common import StageContext, dataset_root, print_dry_run
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -44,90 +43,6 @@ class TrainResult:
     seconds: float
     epochs: int
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def build_splits(ctx: StageContext) -> tuple[Any, dict[str, Any], Path]:
-    """Resolve the experiment and build its train/val/test datasets.
-
-    Returns:
-        ``(experiment spec, {split: dataset}, root)``.
-    """
-    from eosfm_cli.data.registry import ANY_TASK, get_experiment
-
-    cfg = ctx.profile.dataset
-    if cfg is None:
-        raise ProfileError(
-            "no dataset to train on",
-            where=f"{ctx.source}: dataset",
-            hint="pass --dataset NAME (see `eosfm datasets list`)",
-        )
-    spec = get_experiment(cfg.name, where=f"{ctx.source}: dataset.name")
-    root = dataset_root(ctx, cfg.name)
-    if root is None:
-        raise ProfileError(
-            "no dataset folder given", where=f"{ctx.source}: data.root", hint="pass --root DIR"
-        )
-    datasets = load_splits(
-        spec,
-        root,
-        cfg.bands,
-        cfg.classes or list(spec.classes),
-        seed=ctx.profile.data.split_seed,
-        patch_size=cfg.patch_size,
-        ignore_index=cfg.ignore_index,
-        # an experiment of any task (folder) learns it from the profile
-        options={**cfg.options, "task": cfg.task} if spec.task == ANY_TASK else cfg.options,
-    )
-    return spec, datasets, root
-
-
-def load_splits(
-    spec: Any,
-    root: Path,
-    bands: list[str],
-    classes: list[str],
-    *,
-    seed: int,
-    patch_size: int | None = None,
-    ignore_index: int | None = None,
-    options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Build the train, val and test datasets of an experiment.
-
-    Raises:
-        DataError: when the root is missing or a split is empty.
-    """
-    from eosfm_cli.data.base import DatasetRequest
-    from eosfm_cli.data.checks import check_split
-
-    if not root.exists():
-        raise DataError(
-            "dataset folder not found",
-            where=str(root),
-            hint=f"expected {spec.layout}; set the folder with --root",
-        )
-    build = spec.load_function()
-    datasets = {}
-    for split in SPLITS:
-        req = DatasetRequest(
-            name=spec.name,
-            root=root,
-            split=split,  # type: ignore[arg-type]
-            bands=tuple(bands),
-            classes=tuple(classes),
-            seed=seed,
-            patch_size=patch_size,
-            ignore_index=ignore_index,
-            options={**spec.options, **(options or {})},
-        )
-        ds = build(req)
-        if len(ds) == 0:
-            raise DataError(
-                f"the {split} split is empty", where=str(root), hint=f"expected {spec.layout}"
-            )
-        check_split(ds, split, root, bands, spec.task, len(classes), ignore_index)
-        datasets[split] = ds
-    return datasets
 
 
 def _statistics(
@@ -209,7 +124,7 @@ def train_specialist(
             where=str(folder),
             hint="pass --overwrite to retrain it, or --name to train another",
         )
-    spec, datasets, root = build_splits(ctx)
+    spec, datasets, root = build_splits(ctx.profile, ctx.source)
     check_backbone(ctx.profile.model.backbone, f"{ctx.source}: model.backbone")
 
     import torch
