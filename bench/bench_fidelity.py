@@ -58,7 +58,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def _heads(ws: Path, ensemble: Path, tag: str) -> tuple[list[float], list[float]]:
     """Fit one linear head per seed on ``ensemble``; return (val, test) accuracies."""
-    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.context import resolve
     from eosfm_cli.stages.fit_head import fit_head
 
     val, test = [], []
@@ -80,7 +80,7 @@ def _scratch() -> tuple[list[float], float]:
 
 
 def _train_real(ws: Path) -> dict[str, Any]:
-    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.context import resolve
     from eosfm_cli.stages.datasets import fetch
     from eosfm_cli.stages.train_specialist import train_specialist
 
@@ -103,7 +103,7 @@ def run() -> dict[str, dict[str, Any]]:
     if not EUROSAT100.is_dir():
         print(f"   skipped: {EUROSAT100} not found")
         return {}
-    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.context import resolve
     from eosfm_cli.stages.export_ensemble import export_ensemble
     from eosfm_cli.stages.select_encoders import select_encoders
     from eosfm_cli.training import quiet_lightning

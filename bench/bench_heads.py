@@ -63,8 +63,8 @@ def _six_specialists(path: Path) -> Path:
 
 def cached_vs_recompute(tmp: Path) -> dict[str, dict[str, Any]]:
     from eosfm_cli.console import Verbosity
+    from eosfm_cli.context import resolve
     from eosfm_cli.data.synthetic import generate
-    from eosfm_cli.stages.common import resolve
     from eosfm_cli.stages.fit_head import fit_head
 
     Verbosity.quiet = True
@@ -141,8 +141,8 @@ def frozen_ensemble_accuracy(tmp: Path) -> dict[str, dict[str, Any]]:
     if not EUROSAT100.is_dir():
         print(f"   skipped eurosat100_frozen_ensemble_accuracy: {EUROSAT100} not found")
         return {}
+    from eosfm_cli.context import resolve
     from eosfm_cli.data.synthetic import generate
-    from eosfm_cli.stages.common import resolve
     from eosfm_cli.stages.export_ensemble import export_ensemble
     from eosfm_cli.stages.fit_head import fit_head
     from eosfm_cli.stages.train_specialist import train_specialist

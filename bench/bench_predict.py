@@ -38,7 +38,7 @@ _CHILD = """
 import json, sys, time
 from pathlib import Path
 from eosfm_cli.console import Verbosity
-from eosfm_cli.stages.common import resolve
+from eosfm_cli.context import resolve
 from eosfm_cli.stages.predict import predict
 
 Verbosity.quiet = True

@@ -93,7 +93,7 @@ def eurosat100_scratch(
     key = (str(root), tuple(seeds), tuple(sets))
     if key in _SCRATCH:
         return _SCRATCH[key]
-    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.context import resolve
     from eosfm_cli.stages.train_specialist import train_specialist
 
     test, val = [], []

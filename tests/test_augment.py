@@ -55,9 +55,9 @@ def test_crop_scale_applies_to_scene_tasks_only() -> None:
 
 
 def test_crop_scale_is_a_profile_key(tmp_path: object) -> None:
+    from eosfm_cli.context import find_profile
     from eosfm_cli.errors import ProfileError
     from eosfm_cli.profiles import load_profile
-    from eosfm_cli.stages.common import find_profile
 
     base = find_profile("profiles/default.yaml")
     assert load_profile(base, ["model.crop_scale=0.5"]).model.crop_scale == 0.5

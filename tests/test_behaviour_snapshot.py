@@ -106,9 +106,9 @@ def sample_hash(ds: Any, n: int = SAMPLES) -> str:
 
 def data_snapshot() -> dict[str, Any]:
     """Every experiment's splits on its fixture: sizes and sample hashes."""
+    from eosfm_cli.context import resolve
     from eosfm_cli.data.registry import EXPERIMENTS
     from eosfm_cli.data.splits import build_splits
-    from eosfm_cli.stages.common import resolve
 
     out: dict[str, Any] = {}
     for name, spec in sorted(EXPERIMENTS.items()):
@@ -167,8 +167,8 @@ def pipeline_snapshot(tmp: Path) -> dict[str, Any]:
     """train-specialist, export-ensemble, fit-head and predict, one epoch each, seeded."""
     import rasterio
 
+    from eosfm_cli.context import resolve
     from eosfm_cli.data.synthetic import generate, large_scene_path
-    from eosfm_cli.stages.common import resolve
     from eosfm_cli.stages.export_ensemble import export_ensemble
     from eosfm_cli.stages.fit_head import fit_head
     from eosfm_cli.stages.predict import predict

@@ -17,7 +17,7 @@ import torch
 from reliability_helpers import DEFAULT, SYNTHETIC, cli, copy_synthetic, tiny_sets
 from safetensors.torch import load_file
 
-from eosfm_cli.stages.common import resolve
+from eosfm_cli.context import resolve
 from eosfm_cli.stages.export_ensemble import export_ensemble
 from eosfm_cli.stages.fit_head import fit_head
 from eosfm_cli.stages.train_specialist import train_specialist

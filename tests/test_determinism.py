@@ -13,7 +13,7 @@ import torch
 from reliability_helpers import DEFAULT, HEAD_RUN, SYNTHETIC, tiny_sets
 from safetensors.torch import load_file
 
-from eosfm_cli.stages.common import resolve
+from eosfm_cli.context import resolve
 from eosfm_cli.stages.fit_head import fit_head
 from eosfm_cli.stages.train_specialist import train_specialist
 from eosfm_cli.training import load_checkpoint_file

@@ -11,11 +11,11 @@ import torch
 from training_helpers import DIOR, dior_head_ctx
 
 from eosfm_cli.bands import BAND_SETS
+from eosfm_cli.context import resolve
 from eosfm_cli.errors import ArtifactError, ProfileError
 from eosfm_cli.models.ensemble import EosFM
 from eosfm_cli.models.ensemble_file import read_metadata, save_ensemble
 from eosfm_cli.models.spec import SpecialistSpec
-from eosfm_cli.stages.common import resolve
 from eosfm_cli.stages.evaluate import evaluate
 from eosfm_cli.stages.fit_head import fit_head
 from eosfm_cli.stages.select_encoders import select_encoders

@@ -14,11 +14,11 @@ import torch
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
+from eosfm_cli.context import StageContext, resolve
 from eosfm_cli.data.synthetic import S2_BANDS, generate, large_scene_path
 from eosfm_cli.errors import ArtifactError, DataError, ProfileError, WorkspaceError
 from eosfm_cli.models.generalist import load_generalist
 from eosfm_cli.stages import predict as predict_mod
-from eosfm_cli.stages.common import StageContext, resolve
 from eosfm_cli.stages.export_ensemble import export_ensemble
 from eosfm_cli.stages.fit_head import fit_head
 from eosfm_cli.stages.predict import (
@@ -352,7 +352,7 @@ def test_pooled_and_regression_heads(
 
 
 def test_newest_head_run_is_the_default(tmp_path: Path) -> None:
-    from eosfm_cli.stages.predict import find_head_run
+    from eosfm_cli.head_runs import find_head_run
 
     ctx = _ctx(tmp_path / "ws")
     for i, name in enumerate(("b_old", "a_new")):

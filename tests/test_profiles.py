@@ -3,10 +3,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from eosfm_cli.context import resolve
 from eosfm_cli.data.registry import EXPERIMENTS, PAPER_EXPERIMENTS
 from eosfm_cli.errors import ProfileError
 from eosfm_cli.profiles import apply_overrides, load_profile, parse_set
-from eosfm_cli.stages.common import resolve
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "profiles" / "default.yaml"

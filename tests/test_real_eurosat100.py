@@ -53,8 +53,8 @@ def test_thirteen_bands_with_b8a_last() -> None:
 
 @pytest.mark.shared
 def test_eurosat100_loads_through_the_eurosat_s2_profile(eurosat100: Path) -> None:
+    from eosfm_cli.context import resolve
     from eosfm_cli.data.splits import build_splits
-    from eosfm_cli.stages.common import resolve
 
     repo = Path(__file__).resolve().parents[1]
     ctx = resolve(repo / "profiles" / "default.yaml", dataset="eurosat_s2", root=eurosat100)

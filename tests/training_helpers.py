@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eosfm_cli.stages.common import StageContext, resolve
+from eosfm_cli.context import StageContext, resolve
 from eosfm_cli.stages.train_specialist import train_specialist
 
 REPO = Path(__file__).resolve().parents[1]

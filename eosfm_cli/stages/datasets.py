@@ -18,7 +18,7 @@ from eosfm_cli.io import sha256_file
 
 
 def _experiment_root(name: str, profile_path: Path, sets: list[str]) -> str | None:
-    from eosfm_cli.stages.common import find_dataset_profile, find_profile, resolve
+    from eosfm_cli.context import find_dataset_profile, find_profile, resolve
 
     base = find_profile(profile_path)
     try:

@@ -38,9 +38,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from eosfm_cli.console import console, info, warn
+from eosfm_cli.context import StageContext, print_dry_run
 from eosfm_cli.errors import EosfmError, WorkspaceError
 from eosfm_cli.io import atomic_path, atomic_write_json, atomic_write_text, now_iso
-from eosfm_cli.stages.common import StageContext, print_dry_run
 from eosfm_cli.workspace import Workspace
 
 PAPER_ENERGY_KWH = 76.05

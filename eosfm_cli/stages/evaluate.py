@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from eosfm_cli.console import console, info
+from eosfm_cli.context import StageContext, print_dry_run
 from eosfm_cli.errors import WorkspaceError
-from eosfm_cli.stages.common import StageContext, print_dry_run
 
 N_OVERLAYS = 6
 
@@ -68,7 +68,7 @@ def evaluate(ctx: StageContext, runs: list[str] | None = None) -> dict[str, dict
             ],
         )
         return None
-    from eosfm_cli.stages.fit_head import load_head_run
+    from eosfm_cli.head_runs import load_head_run
 
     # Every head is loaded (and checked against its ensemble) before the workspace is touched.
     loaded = {name: load_head_run(ctx, name) for name in names}
@@ -94,14 +94,14 @@ def evaluate_run(ctx: StageContext, name: str, loaded: Any = None) -> dict[str, 
     Args:
         ctx: the resolved profile and workspace.
         name: the head run.
-        loaded: what :func:`~eosfm_cli.stages.fit_head.load_head_run` returned for it
+        loaded: what :func:`~eosfm_cli.head_runs.load_head_run` returned for it
             (loaded here when ``None``).
     """
     import torch
     import torchmetrics
 
+    from eosfm_cli.head_runs import load_head_run
     from eosfm_cli.io import atomic_write_json
-    from eosfm_cli.stages.fit_head import load_head_run
     from eosfm_cli.training import make_loader
 
     model, _, spec, splits, module = loaded if loaded is not None else load_head_run(ctx, name)

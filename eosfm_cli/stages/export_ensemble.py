@@ -21,8 +21,8 @@ from typing import Any
 from rich.table import Table
 
 from eosfm_cli.console import console, info, warn
+from eosfm_cli.context import StageContext, print_dry_run
 from eosfm_cli.errors import ArtifactError, BandError, WorkspaceError
-from eosfm_cli.stages.common import StageContext, print_dry_run
 
 FORMATS = ("safetensors", "pth")
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from eosfm_cli.console import Verbosity, console, info
+from eosfm_cli.context import StageContext, dataset_root, print_dry_run
 from eosfm_cli.distributed import end_distributed, is_rank_zero
 from eosfm_cli.errors import ArtifactError, ProfileError, WorkspaceError
 from eosfm_cli.profiles import artifact_name
-from eosfm_cli.stages.common import StageContext, dataset_root, print_dry_run
 
 
 @dataclass
@@ -349,43 +349,6 @@ def fit_head(
     result.run = run_name
     _summary(result, ctx)
     return result
-
-
-def load_head_run(
-    ctx: StageContext, name: str, ensemble: Path | None = None
-) -> tuple[Any, dict[str, Any], Any, dict[str, Any], Any]:
-    """Load a fitted head run with its downstream splits and a task module for scoring.
-
-    Returns:
-        ``(generalist, head meta, experiment spec, {split: dataset}, task module)``.
-    """
-    from eosfm_cli.data.registry import get_experiment
-    from eosfm_cli.data.splits import load_splits
-    from eosfm_cli.models.generalist import load_generalist
-    from eosfm_cli.tasks import head_task
-
-    model, meta = load_generalist(ctx.workspace.path("heads", name), ensemble)
-    spec = get_experiment(meta["dataset"])
-    datasets = load_splits(
-        spec,
-        Path(meta["root"]),
-        model.cfg.input_bands,
-        list(spec.classes),
-        seed=ctx.profile.data.split_seed,
-        patch_size=spec.patch_size,
-        ignore_index=spec.ignore_index,
-    )
-    module = head_task(
-        spec.task,
-        model,
-        classes=list(spec.classes),
-        loss=spec.loss,
-        ignore_index=spec.ignore_index,
-        lr=1e-3,
-        weight_decay=0.0,
-        max_epochs=1,
-    )
-    return model, meta, spec, datasets, module
 
 
 def feature_loader(ds: Any, batch_size: int, num_workers: int, shuffle: bool, seed: int) -> Any:

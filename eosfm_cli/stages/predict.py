@@ -35,8 +35,6 @@ inference; a tile without any valid pixel is not run at all.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import difflib
 import math
 import time
 import warnings
@@ -49,8 +47,10 @@ import numpy as np
 import numpy.typing as npt
 
 from eosfm_cli.console import Verbosity, console, info
+from eosfm_cli.context import StageContext, print_dry_run
 from eosfm_cli.errors import ArtifactError, DataError, ProfileError, WorkspaceError
-from eosfm_cli.stages.common import StageContext, print_dry_run
+from eosfm_cli.head_runs import find_head_run, select_device
+from eosfm_cli.io import fingerprint_file
 
 if TYPE_CHECKING:
     import torch
@@ -66,8 +66,6 @@ TILE_MULTIPLE = 32
 OUTPUT_BLOCK = 256
 #: GDAL block cache during a prediction, in MB: enough for a strip of input blocks.
 GDAL_CACHE_MB = 64
-#: Inputs up to this size are recorded in the manifest by sha256, larger ones by size + mtime.
-HASH_LIMIT_BYTES = 256 * 2**20
 #: Longest side of the preview's panels, in pixels.
 PREVIEW_SIDE = 512
 #: Class-map nodata value.
@@ -520,80 +518,9 @@ def class_colours(n: int) -> list[tuple[float, float, float]]:
     return out
 
 
-# ------------------------------------------------------------------------------- head run
-
-
-def find_head_run(ctx: StageContext, run: str | None) -> Path:
-    """The head run folder: ``--run`` (a name under ``heads/`` or a folder), else the newest.
-
-    Raises:
-        ArtifactError: when the named run does not exist.
-        WorkspaceError: when the workspace holds no head run.
-    """
-    base = ctx.workspace.root / "heads"
-    runs = sorted(p.parent.name for p in base.glob("*/head.json")) if base.is_dir() else []
-    if run is not None:
-        if (Path(run) / "head.json").is_file():
-            return Path(run)
-        folder = ctx.workspace.path("heads", run)
-        if (folder / "head.json").is_file():
-            return folder
-        close = difflib.get_close_matches(run, runs, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else None
-        raise ArtifactError(
-            f"no head run {run!r}",
-            where=str(base),
-            hint=hint or (f"choose among {', '.join(runs)}" if runs else "run `eosfm fit-head`"),
-        )
-    if not runs:
-        raise WorkspaceError(
-            "no head run to predict with",
-            where=str(base),
-            hint="fit one with `eosfm fit-head`, or pass --run",
-        )
-    if len(runs) == 1:
-        return base / runs[0]
-    order = {name: i for i, name in enumerate(_fitted_order(ctx))}
-    newest = max(
-        runs, key=lambda n: (order.get(n, -1), (base / n / "head.json").stat().st_mtime_ns)
-    )
-    info(f"using head run {newest!r}, the newest of {len(runs)} ({', '.join(runs)}); pass --run")
-    return base / newest
-
-
-def _fitted_order(ctx: StageContext) -> list[str]:
-    """Head runs in the order the manifest says they were fitted."""
-    try:
-        runs = ctx.workspace.runs("fit-head")
-    except WorkspaceError:
-        return []
-    return [str(r["head"]) for r in runs if r.get("status") == "ok" and r.get("head")]
-
-
 def default_output(ctx: StageContext, raster: Path, folder: Path) -> Path:
     """``predictions/<raster stem>-<run>.tif`` in the workspace."""
     return ctx.workspace.path("predictions", f"{raster.stem}-{folder.name}.tif")
-
-
-def file_fingerprint(path: Path) -> str:
-    """sha256 of a small file; ``size=...;mtime=...`` of a big one (hashing costs a pass)."""
-    from eosfm_cli.io import sha256_file
-
-    st = path.stat()
-    if st.st_size <= HASH_LIMIT_BYTES:
-        return sha256_file(path)
-    mtime = _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc).isoformat()
-    return f"size={st.st_size};mtime={mtime}"
-
-
-def select_device(ctx: StageContext) -> torch.device:
-    """CUDA when present and the profile's accelerator allows it, else the CPU."""
-    import torch
-
-    accel = str(ctx.profile.trainer.accelerator).lower()
-    if accel in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 # -------------------------------------------------------------------------------- running
@@ -954,8 +881,8 @@ def predict(
             )
             kind = spec.kind
         record.inputs = {
-            ctx.workspace.relative(raster): file_fingerprint(raster),
-            ctx.workspace.relative(folder / "head.safetensors"): file_fingerprint(
+            ctx.workspace.relative(raster): fingerprint_file(raster),
+            ctx.workspace.relative(folder / "head.safetensors"): fingerprint_file(
                 folder / "head.safetensors"
             ),
             # load_generalist checked that this file's sha256 is the recorded one.

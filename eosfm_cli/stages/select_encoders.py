@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from eosfm_cli.console import console, info
+from eosfm_cli.context import StageContext, print_dry_run
 from eosfm_cli.errors import ArtifactError, ProfileError
-from eosfm_cli.stages.common import StageContext, print_dry_run
 
 
 def score_split(module: Any, loader: Any, drop: frozenset[int] = frozenset()) -> dict[str, Any]:
@@ -99,9 +99,10 @@ def select_encoders(
 
 
 def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -> dict[str, Any]:
+    from eosfm_cli.head_runs import load_head_run
     from eosfm_cli.io import atomic_write_json, sha256_file
     from eosfm_cli.models.ensemble_file import load_ensemble, save_ensemble
-    from eosfm_cli.stages.fit_head import feature_loader, load_head_run, prepare_features
+    from eosfm_cli.stages.fit_head import feature_loader, prepare_features
 
     folder = ctx.workspace.path("heads", run_name)
     model, meta, spec, datasets, module = load_head_run(ctx, run_name, ens)

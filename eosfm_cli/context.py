@@ -1,4 +1,4 @@
-"""What every stage shares: resolving profiles, dry runs, and the not-built-yet stop."""
+"""The context every stage runs in: the resolved profile, the workspace, and dry runs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from eosfm_cli.errors import ProfileError
 from eosfm_cli.profiles import DatasetConfig, Profile, dump_yaml, load_profile
 from eosfm_cli.workspace import Workspace
 
-PACKAGE_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+PACKAGE_PROFILES = Path(__file__).resolve().parents[1] / "profiles"
 
 
 @dataclass
