@@ -22,6 +22,7 @@ from typing import Any
 from eosfm_cli.console import console, info
 from eosfm_cli.context import StageContext, print_dry_run
 from eosfm_cli.errors import WorkspaceError
+from eosfm_cli.summaries import scalar_metrics
 
 N_OVERLAYS = 6
 
@@ -79,13 +80,9 @@ def evaluate(ctx: StageContext, runs: list[str] | None = None) -> dict[str, dict
         for name in names:
             results[name] = evaluate_run(ctx, name, loaded.pop(name))
         record.outputs = [f"eval/{r}/metrics.json" for r in names]
-        record.extra["metrics"] = {r: _scalars(m) for r, m in results.items()}
+        record.extra["metrics"] = {r: scalar_metrics(m) for r, m in results.items()}
     _compare(results)
     return results
-
-
-def _scalars(m: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in m.items() if isinstance(v, float)}
 
 
 def evaluate_run(ctx: StageContext, name: str, loaded: Any = None) -> dict[str, Any]:
@@ -215,7 +212,7 @@ def _compare(results: dict[str, dict[str, Any]]) -> None:
     table.add_column("metric")
     for run in results:
         table.add_column(run, justify="right")
-    keys = sorted({k for m in results.values() for k in _scalars(m)})
+    keys = sorted({k for m in results.values() for k in scalar_metrics(m)})
     for key in keys:
         table.add_row(
             key,

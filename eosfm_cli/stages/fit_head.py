@@ -24,6 +24,7 @@ from eosfm_cli.context import StageContext, dataset_root, print_dry_run
 from eosfm_cli.distributed import end_distributed, is_rank_zero
 from eosfm_cli.errors import ArtifactError, ProfileError, WorkspaceError
 from eosfm_cli.profiles import artifact_name
+from eosfm_cli.summaries import print_metrics, scalar_metrics
 
 
 @dataclass
@@ -344,7 +345,7 @@ def fit_head(
         record.extra.update(
             dataset=spec.name,
             head=run_name,
-            metrics={s: _scalar(m) for s, m in result.metrics.items()},
+            metrics={s: scalar_metrics(m) for s, m in result.metrics.items()},
         )
     result.run = run_name
     _summary(result, ctx)
@@ -379,12 +380,8 @@ def feature_loader(ds: Any, batch_size: int, num_workers: int, shuffle: bool, se
     )
 
 
-def _scalar(m: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in m.items() if isinstance(v, float)}
-
-
 def _scalars(res: HeadResult) -> dict[str, dict[str, float]]:
-    return {s: _scalar(m) for s, m in res.metrics.items()}
+    return {s: scalar_metrics(m) for s, m in res.metrics.items()}
 
 
 def train_head(
@@ -494,18 +491,10 @@ def train_head(
 
 
 def _summary(res: HeadResult, ctx: StageContext) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"head [bold]{res.run}[/bold] — {res.seconds:.1f} s", title_justify="left")
-    table.add_column("metric")
-    table.add_column("val", justify="right")
-    table.add_column("test", justify="right")
-    val, test = _scalar(res.metrics["val"]), _scalar(res.metrics["test"])
-    for key in sorted(set(val) | set(test)):
-        table.add_row(
-            key, f"{val.get(key, float('nan')):.4f}", f"{test.get(key, float('nan')):.4f}"
-        )
-    console.print(table)
+    print_metrics(
+        f"head [bold]{res.run}[/bold] — {res.seconds:.1f} s",
+        {"val": res.metrics["val"], "test": res.metrics["test"]},
+    )
     if res.gates.get("selected"):
         info(f"selected specialists: {', '.join(res.gates['selected'])}")
     info(f"[green]wrote[/green] heads/{res.run}/ (head.safetensors, head.json, metrics.json)")

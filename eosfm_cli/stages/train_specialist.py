@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eosfm_cli.console import Verbosity, console, info
+from eosfm_cli.console import Verbosity, info
 from eosfm_cli.context import StageContext, dataset_root, print_dry_run
 from eosfm_cli.data.splits import build_splits
 from eosfm_cli.distributed import end_distributed, is_rank_zero
 from eosfm_cli.errors import ProfileError, WorkspaceError
 from eosfm_cli.profiles import artifact_name
+from eosfm_cli.summaries import print_metrics, scalar_metrics
 
 
 @dataclass
@@ -191,14 +192,14 @@ def train_specialist(
             dataset=cfg.name,
             task=cfg.task,
             classes=list(cfg.classes or spec.classes),
-            metrics=_scalar(metrics["val"]),
+            metrics=scalar_metrics(metrics["val"]),
             versions=package_versions(),
             source="workspace",
         )
         record = sspec.to_dict()
         record.update(
             stats_source=stats_source,
-            test_metrics=_scalar(metrics["test"]),
+            test_metrics=scalar_metrics(metrics["test"]),
             epochs=trainer.current_epoch,
             best_checkpoint="best.ckpt",
             monitor=model.monitor,
@@ -211,7 +212,10 @@ def train_specialist(
             f"{rel}/{f}" for f in ("last.ckpt", "best.ckpt", "metrics.json", "specialist.json")
         ]
         run.inputs = {str(root): "dataset folder"}
-        run.extra["metrics"] = {"val": _scalar(metrics["val"]), "test": _scalar(metrics["test"])}
+        run.extra["metrics"] = {
+            "val": scalar_metrics(metrics["val"]),
+            "test": scalar_metrics(metrics["test"]),
+        }
         run.extra["specialist"] = name
         run.extra["dataset"] = cfg.name
     res = TrainResult(
@@ -244,10 +248,6 @@ def check_backbone(backbone: str, where: str) -> None:
         where=where,
         hint=f"did you mean {', '.join(close)}?" if close else "see timm.list_models()",
     )
-
-
-def _scalar(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
 
 def _fit(
@@ -366,21 +366,10 @@ def model_metrics(
 
 
 def _summary(res: TrainResult, ctx: StageContext) -> None:
-    from rich.table import Table
-
-    table = Table(
-        title=f"specialist [bold]{res.name}[/bold] — {res.epochs} epochs in {res.seconds:.1f} s",
-        title_justify="left",
+    print_metrics(
+        f"specialist [bold]{res.name}[/bold] — {res.epochs} epochs in {res.seconds:.1f} s",
+        {"val": res.metrics["val"], "test": res.metrics["test"]},
     )
-    table.add_column("metric")
-    table.add_column("val", justify="right")
-    table.add_column("test", justify="right")
-    val, test = _scalar(res.metrics["val"]), _scalar(res.metrics["test"])
-    for key in sorted(set(val) | set(test)):
-        table.add_row(
-            key, f"{val.get(key, float('nan')):.4f}", f"{test.get(key, float('nan')):.4f}"
-        )
-    console.print(table)
     info(
         f"[green]wrote[/green] {ctx.workspace.relative(res.folder)}/ "
         "(best.ckpt, last.ckpt, metrics.json, specialist.json)"
