@@ -1,3 +1,9 @@
 """eosfm: EoS-FM ensembles of specialist Earth-observation encoders."""
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:
+    # One version string: the package metadata (pyproject.toml's `version`).
+    __version__ = _metadata.version("eosfm")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"

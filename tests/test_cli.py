@@ -141,3 +141,21 @@ def test_manifest_unaffected_by_dry_run(tmp_path: Path) -> None:
     res = runner.invoke(app, ["train-specialist", "--dry-run", "-w", str(ws)])
     assert res.exit_code == 0
     assert (ws / "manifest.json").read_bytes() == before
+
+
+def test_library_arguments_are_printed_as_flags() -> None:
+    from eosfm_cli.cli_common import as_flags
+
+    text = "`bands=` applies to reference files only — drop `bands=`; see `encoders_folder=`"
+    assert as_flags(text) == (
+        "--bands applies to reference files only — drop --bands; see --encoders-folder"
+    )
+    assert as_flags("in_chans=3 stays") == "in_chans=3 stays"
+
+
+def test_choices_are_listed_and_checked_by_typer() -> None:
+    res = runner.invoke(app, ["datasets", "generate", "bogus"])
+    assert res.exit_code == 2
+    assert "synthetic" in res.output
+    res = runner.invoke(app, ["export-ensemble", "--format", "onnx", "--dry-run"])
+    assert res.exit_code == 2 and "safetensors" in res.output

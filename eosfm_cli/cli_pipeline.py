@@ -1,0 +1,242 @@
+"""The pipeline commands of ``eosfm``: each parses its options and calls one stage function.
+
+Registered on the app by :mod:`eosfm_cli.cli`. Torch and the stages are imported inside the
+commands, so ``eosfm --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from eosfm_cli.cli_common import (
+    DEFAULT_PROFILE,
+    DryRunOpt,
+    ExportFormat,
+    ProfileOpt,
+    QuietOpt,
+    ReportFormat,
+    RootOpt,
+    SetOpt,
+    VerboseOpt,
+    WaitOpt,
+    WorkspaceOpt,
+    handle_errors,
+    stage_context,
+)
+
+
+@handle_errors
+def train_specialist(
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="Experiment to train (e.g. eurosat_s2).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Specialist name (default: the dataset).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from last.ckpt.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Retrain a finished specialist.")] = False,
+    profile: ProfileOpt = DEFAULT_PROFILE,
+    workspace: WorkspaceOpt = None,
+    root: RootOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    wait: WaitOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train one specialist encoder on one dataset and band set."""
+    from eosfm_cli.stages.train_specialist import train_specialist as stage
+
+    ctx = stage_context(profile, set_, workspace, root, dry_run, wait, dataset)
+    stage(ctx, name=name, resume=resume, overwrite=overwrite)
+
+
+@handle_errors
+def export_ensemble(
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated specialist names to include.")
+    ] = None,
+    encoders_folder: Annotated[
+        Path | None, typer.Option(help="Collect Lightning checkpoints from this folder instead.")
+    ] = None,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="safetensors (native) or pth (reference list)."),
+    ] = ExportFormat.safetensors,
+    output: Annotated[Path | None, typer.Option(help="Output file.")] = None,
+    inspect: Annotated[
+        Path | None, typer.Option(help="Print the specialists of an existing ensemble file.")
+    ] = None,
+    input_bands: Annotated[
+        str | None, typer.Option(help="With --inspect: show the band plan for these input bands.")
+    ] = None,
+    bands: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Band names of a reference .pth specialist, NAME=B04,B03,B02 or "
+            "one list per specialist in order. Repeatable."
+        ),
+    ] = None,
+    profile: ProfileOpt = DEFAULT_PROFILE,
+    workspace: WorkspaceOpt = None,
+    root: RootOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    wait: WaitOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Join the workspace's specialists (or a folder of checkpoints) into one ensemble file."""
+    from eosfm_cli.stages.export_ensemble import export_ensemble as stage
+
+    ctx = stage_context(profile, set_, workspace, root, dry_run, wait)
+    stage(
+        ctx,
+        only=only,
+        encoders_folder=encoders_folder,
+        fmt=fmt.value,
+        output=output,
+        inspect=inspect,
+        input_bands=input_bands,
+        bands=bands or [],
+    )
+
+
+@handle_errors
+def fit_head(
+    freeze: Annotated[
+        bool, typer.Option("--freeze/--no-freeze", help="Keep the specialists frozen.")
+    ] = True,
+    ensemble: Annotated[
+        Path | None, typer.Option(help="Ensemble file (default: workspace's).")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="Downstream experiment.")
+    ] = None,
+    run: Annotated[str | None, typer.Option(help="Run name under heads/.")] = None,
+    profile: ProfileOpt = DEFAULT_PROFILE,
+    workspace: WorkspaceOpt = None,
+    root: RootOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    wait: WaitOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a light head on a downstream task over the frozen ensemble."""
+    from eosfm_cli.stages.fit_head import fit_head as stage
+
+    ctx = stage_context(profile, set_, workspace, root, dry_run, wait)
+    stage(ctx, freeze=freeze, ensemble=ensemble, dataset=dataset, run=run)
+
+
+@handle_errors
+def select_encoders(
+    k: Annotated[int | None, typer.Option("--k", help="Number of specialists to keep.")] = None,
+    ensemble: Annotated[
+        Path | None, typer.Option(help="Ensemble file (default: workspace's).")
+    ] = None,
+    from_run: Annotated[str | None, typer.Option(help="Reuse the gates of a fit-head run.")] = None,
+    profile: ProfileOpt = DEFAULT_PROFILE,
+    workspace: WorkspaceOpt = None,
+    root: RootOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    wait: WaitOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Learn gates, rank the specialists and write a pruned ensemble with the best K."""
+    from eosfm_cli.stages.select_encoders import select_encoders as stage
+
+    ctx = stage_context(profile, set_, workspace, root, dry_run, wait)
+    stage(ctx, k=k, ensemble=ensemble, from_run=from_run)
+
+
+@handle_errors
+def evaluate(
+    runs: Annotated[list[str] | None, typer.Argument(help="Head runs to evaluate.")] = None,
+    profile: ProfileOpt = DEFAULT_PROFILE,
+    workspace: WorkspaceOpt = None,
+    root: RootOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    wait: WaitOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate heads on the test split: metrics, confusion matrix (or mAP), overlays."""
+    from eosfm_cli.stages.evaluate import evaluate as stage
+
+    ctx = stage_context(profile, set_, workspace, root, dry_run, wait)
+    stage(ctx, runs=runs or [])
+
+
+@handle_errors
+def predict(
+    raster: Annotated[Path, typer.Argument(help="Input GeoTIFF.")],
+    run: Annotated[str | None, typer.Option(help="Head run to apply.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Output GeoTIFF (.gpkg or .geojson for a detection head)."),
+    ] = None,
+    tile: Annotated[int, typer.Option(help="Tile size in pixels (multiple of 32).")] = 256,
+    overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Tiles per batch.")] = 8,
+    probabilities: Annotated[
+        bool, typer.Option(help="Write class probabilities instead of a class map.")
+    ] = False,
+    ensemble: Annotated[Path | None, typer.Option(help="Ensemble file of the head.")] = None,
+    profile: ProfileOpt = DEFAULT_PROFILE,
+    workspace: WorkspaceOpt = None,
+    root: RootOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    wait: WaitOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Apply a head to a GeoTIFF of any size, tile by tile: a map, or boxes for detection."""
+    from eosfm_cli.stages.predict import predict as stage
+
+    ctx = stage_context(profile, set_, workspace, root, dry_run, wait)
+    stage(
+        ctx,
+        raster=raster,
+        run=run,
+        output=output,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        probabilities=probabilities,
+        ensemble=ensemble,
+    )
+
+
+@handle_errors
+def emissions_report(
+    workspaces: Annotated[
+        list[Path] | None,
+        typer.Option("--workspace", "-w", help="Workspace(s) to report on. Repeatable."),
+    ] = None,
+    fmt: Annotated[
+        ReportFormat | None,
+        typer.Option(
+            "--format",
+            help="Write md, json or csv to stdout (reports/emissions.{md,json,png} are always "
+            "written in the workspace).",
+        ),
+    ] = None,
+    profile: ProfileOpt = DEFAULT_PROFILE,
+    set_: SetOpt = None,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Aggregate the CodeCarbon records of one or more workspaces."""
+    from eosfm_cli.stages.emissions_report import emissions_report as stage
+
+    ctx = stage_context(profile, set_, workspaces[0] if workspaces else None, None, False)
+    stage(ctx, workspaces=workspaces or [], fmt=fmt.value if fmt else None)
