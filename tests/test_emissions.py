@@ -17,15 +17,12 @@ import pytest
 from eosfm_cli.context import StageContext
 from eosfm_cli.distributed import is_rank_zero
 from eosfm_cli.emissions.record import EmissionsRecord
+from eosfm_cli.emissions.report import PAPER_EMISSIONS_KG, PAPER_ENERGY_KWH
 from eosfm_cli.emissions.tracker import track_emissions
 from eosfm_cli.errors import EosfmError, WorkspaceError
 from eosfm_cli.io import atomic_write_json
 from eosfm_cli.profiles import EmissionsConfig, Profile
-from eosfm_cli.stages.emissions_report import (
-    PAPER_EMISSIONS_KG,
-    PAPER_ENERGY_KWH,
-    emissions_report,
-)
+from eosfm_cli.stages.emissions_report import emissions_report
 from eosfm_cli.workspace import Workspace
 
 RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK")

@@ -66,3 +66,15 @@ def describe_mode(tracker: Any) -> str:
     return "; ".join(f"{k}: {parts[k]}" for k in ("cpu", "gpu", "ram")) + "".join(
         f"; {k}: {v}" for k, v in parts.items() if k not in ("cpu", "gpu", "ram")
     )
+
+
+def cpu_power_is_modelled(mode: str | None) -> bool:
+    """Whether a record's CPU power comes from a model (load x TDP, constant), not a counter.
+
+    Args:
+        mode: a record's mode, as :func:`describe_mode` writes it (``None``: not known).
+    """
+    if not mode:
+        return False
+    cpu = next((p for p in mode.split(";") if p.strip().startswith("cpu:")), "")
+    return "estimate" in cpu or "constant" in cpu
