@@ -1,4 +1,4 @@
-"""Workspace: folder layout, ``manifest.json``, atomic writes and the workspace lock.
+"""Workspace: folder layout, paths, ``manifest.json`` and the recorder of stage runs.
 
 Layout::
 
@@ -17,7 +17,9 @@ Layout::
       tmp/                     staging area for atomic writes
 
 Every artifact is written atomically through :mod:`eosfm_cli.io` (temporary file, ``fsync``,
-rename), so a crash never leaves a half-written file under a real name.
+rename), so a crash never leaves a half-written file under a real name. The lock lives in
+:mod:`eosfm_cli.workspace_lock`; the energy tracker (:mod:`eosfm_cli.emissions.tracker`) is
+imported only when a stage run asks for it, and never imports this module.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from eosfm_cli.distributed import is_rank_zero
 from eosfm_cli.errors import WorkspaceError
 from eosfm_cli.faults import crash_point
 from eosfm_cli.io import atomic_write_json, disk_error, now_iso
+from eosfm_cli.workspace_lock import WorkspaceLock, pid_alive
 
 if TYPE_CHECKING:
     from eosfm_cli.profiles import EmissionsConfig
@@ -57,6 +59,19 @@ SUBDIRS = (
     "reports",
 )
 
+#: The tail of every run id, ``<stage>-YYYYmmdd-HHMMSS-<6 hex>`` (see :func:`new_run_id`), as a
+#: regular expression: readers use it to find a run id inside a file name.
+RUN_ID_TAIL_PATTERN = r"\d{8}-\d{6}-[0-9a-f]{6}"
+
+
+def new_run_id(stage: str) -> str:
+    """Return a new, unique id for a run of ``stage``: ``<stage>-YYYYmmdd-HHMMSS-<6 hex>``.
+
+    Args:
+        stage: the stage name.
+    """
+    return f"{stage}-{_dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
 
 def package_versions() -> dict[str, str]:
     """Return the versions of eosfm and its main dependencies that are installed."""
@@ -67,131 +82,6 @@ def package_versions() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie counts as dead: it holds nothing any more.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-@contextlib.contextmanager
-def _folder_guard(folder: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``folder`` itself for a short critical section.
-
-    The kernel drops it when the process dies, so it can never go stale. Where ``fcntl`` or a
-    folder descriptor is not available, the section runs unguarded.
-    """
-    try:
-        import fcntl
-
-        fd = os.open(folder, os.O_RDONLY)
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-@dataclass
-class WorkspaceLock:
-    """An exclusive, pid-stamped lock file; stale locks of dead processes are recovered.
-
-    Attributes:
-        path: the lock file.
-        stage: the stage holding it (written into the file for the refusal message).
-    """
-
-    path: Path
-    stage: str = ""
-    held: bool = field(default=False, init=False)
-
-    def _read_holder(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
-    def acquire(self, wait: bool = False, timeout: float = 3600.0, poll: float = 0.2) -> None:
-        """Take the lock.
-
-        Args:
-            wait: wait for the holder to finish instead of refusing at once.
-            timeout: seconds to wait at most.
-            poll: seconds between attempts.
-
-        Raises:
-            WorkspaceError: when another live process holds the lock (and ``wait`` is off or
-                the timeout passed).
-        """
-        deadline = time.monotonic() + timeout
-        payload = json.dumps(
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "stage": self.stage,
-                "since": now_iso(),
-            }
-        )
-        while True:
-            # Checking the holder, recovering a stale lock and writing ours happen under a
-            # short flock of the workspace folder: another process never sees our lock file
-            # half-written (it would read no pid and take it for stale), and two processes
-            # never both recover the same stale lock.
-            with _folder_guard(self.path.parent):
-                try:
-                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                except FileExistsError:
-                    holder = self._read_holder()
-                    pid = int(holder.get("pid", 0) or 0)
-                    same_host = holder.get("host", socket.gethostname()) == socket.gethostname()
-                    if same_host and not _pid_alive(pid):
-                        # Stale lock from a killed process: recover it.
-                        with contextlib.suppress(FileNotFoundError):
-                            self.path.unlink()
-                        continue
-                except OSError as err:
-                    raise disk_error(err, self.path) from None
-                else:
-                    with os.fdopen(fd, "w") as fh:
-                        fh.write(payload)
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    self.held = True
-                    return
-            if wait and time.monotonic() < deadline:
-                time.sleep(poll)
-                continue
-            raise WorkspaceError(
-                f"workspace is locked by pid {pid} ({holder.get('stage') or 'a stage'}, "
-                f"since {holder.get('since', '?')})",
-                where=str(self.path.parent),
-                hint="wait for it to finish, pass --wait, or use another --workspace",
-            ) from None
-
-    def release(self) -> None:
-        """Release the lock if this process holds it."""
-        if self.held:
-            holder = self._read_holder()
-            if int(holder.get("pid", -1) or -1) == os.getpid():
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
-            self.held = False
 
 
 @dataclass
@@ -228,6 +118,16 @@ class Workspace:
     def manifest_path(self) -> Path:
         """The manifest file."""
         return self.root / "manifest.json"
+
+    @property
+    def emissions_dir(self) -> Path:
+        """The folder of the CodeCarbon CSVs, one ``<stage>-<run_id>.csv`` per tracked run."""
+        return self.root / "emissions"
+
+    @property
+    def reports_dir(self) -> Path:
+        """The folder of the reports (``emissions.{md,json,png}``)."""
+        return self.root / "reports"
 
     def path(self, *parts: str) -> Path:
         """Return a path inside the workspace, refusing any that would escape it.
@@ -324,7 +224,7 @@ class Workspace:
         the next stage run marks such entries ``interrupted``. On success the entry becomes
         ``ok`` with its inputs, outputs and extra fields; on an exception, ``failed``.
 
-        With ``emissions``, the body runs inside :func:`eosfm_cli.emissions.track_emissions`
+        With ``emissions``, the body runs inside :func:`eosfm_cli.emissions.tracker.track_emissions`
         and the entry gets an ``emissions`` field (also when the body fails).
 
         Args:
@@ -345,9 +245,7 @@ class Workspace:
         self.ensure()
         lock = WorkspaceLock(self.root / ".lock", stage)
         lock.acquire(wait=wait)
-        run = StageRun(
-            run_id=f"{stage}-{_dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}", stage=stage
-        )
+        run = StageRun(run_id=new_run_id(stage), stage=stage)
         entry: dict[str, Any] = {
             "run_id": run.run_id,
             "stage": stage,
@@ -394,15 +292,18 @@ class Workspace:
             yield
             return
         # Imported here: codecarbon stays out of the import of this module.
-        from eosfm_cli.emissions import track_emissions
+        from eosfm_cli.emissions.tracker import track_emissions
 
         record = None
         try:
-            with track_emissions(self, run.stage, run.run_id, emissions) as record:
+            with track_emissions(self.emissions_dir, run.stage, run.run_id, emissions) as record:
                 yield
         finally:
             # Filled when the tracker stops, so also when the body failed.
             if record is not None:
+                if record.csv is not None:
+                    # The manifest names its files relative to the workspace.
+                    record.csv = self.relative(record.csv)
                 run.extra["emissions"] = record.to_dict()
 
     def _finish(
@@ -457,7 +358,7 @@ def run_status(entry: dict[str, Any]) -> str:
         return status
     same_host = entry.get("host", socket.gethostname()) == socket.gethostname()
     pid = entry.get("pid")
-    if same_host and isinstance(pid, int) and not _pid_alive(pid):
+    if same_host and isinstance(pid, int) and not pid_alive(pid):
         return "interrupted"
     return status
 

@@ -1,4 +1,4 @@
-"""Energy tracking (eosfm_cli.emissions) and the emissions-report stage."""
+"""Energy tracking (eosfm_cli.emissions), the rank rule, and the emissions-report stage."""
 
 from __future__ import annotations
 
@@ -15,15 +15,14 @@ from typing import Any
 import pytest
 
 from eosfm_cli.context import StageContext
-from eosfm_cli.emissions import EmissionsRecord, env_rank_is_zero, track_emissions
+from eosfm_cli.distributed import is_rank_zero
+from eosfm_cli.emissions.record import EmissionsRecord
+from eosfm_cli.emissions.report import PAPER_EMISSIONS_KG, PAPER_ENERGY_KWH
+from eosfm_cli.emissions.tracker import track_emissions
 from eosfm_cli.errors import EosfmError, WorkspaceError
 from eosfm_cli.io import atomic_write_json
 from eosfm_cli.profiles import EmissionsConfig, Profile
-from eosfm_cli.stages.emissions_report import (
-    PAPER_EMISSIONS_KG,
-    PAPER_ENERGY_KWH,
-    emissions_report,
-)
+from eosfm_cli.stages.emissions_report import emissions_report
 from eosfm_cli.workspace import Workspace
 
 RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK")
@@ -205,7 +204,9 @@ def test_only_rank_zero_tracks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_explicit_non_zero_rank_does_not_track(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws")
     ws.ensure()
-    with track_emissions(ws, "s", "s-1", EmissionsConfig(), is_rank_zero=False) as record:
+    with track_emissions(
+        ws.emissions_dir, "s", "s-1", EmissionsConfig(), is_rank_zero=False
+    ) as record:
         pass
     assert isinstance(record, EmissionsRecord)
     assert record.status == "not-rank-zero" and record.energy_kwh is None
@@ -223,12 +224,20 @@ def test_explicit_non_zero_rank_does_not_track(tmp_path: Path) -> None:
         ({"LOCAL_RANK": "1"}, False),
         ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
         ({"RANK": "0", "SLURM_PROCID": "5"}, True),  # torchrun's RANK wins over srun's task
+        # Lightning's process for device 1 inside a SLURM allocation inherits srun's task 0.
+        ({"SLURM_PROCID": "0", "LOCAL_RANK": "1"}, False),
+        ({"SLURM_PROCID": "0", "LOCAL_RANK": "0"}, True),
+        ({"GROUP_RANK": "1"}, False),  # torchrun's node rank
+        ({"LOCAL_RANK": "0", "GROUP_RANK": "0", "NODE_RANK": "0"}, True),
+        ({"RANK": "1", "LOCAL_RANK": "0"}, False),
+        ({"RANK": " "}, True),  # an empty RANK is not set
     ],
 )
 def test_env_rank(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: bool) -> None:
+    """One rank rule (:func:`eosfm_cli.distributed.is_rank_zero`) for lock, manifest, tracker."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert env_rank_is_zero() is expected
+    assert is_rank_zero() is expected
 
 
 def test_workspace_import_does_not_load_codecarbon() -> None:

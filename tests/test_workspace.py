@@ -11,7 +11,8 @@ import pytest
 
 from eosfm_cli.errors import WorkspaceError
 from eosfm_cli.io import atomic_path, atomic_write_json
-from eosfm_cli.workspace import Workspace, WorkspaceLock
+from eosfm_cli.workspace import Workspace
+from eosfm_cli.workspace_lock import WorkspaceLock
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
@@ -156,11 +157,11 @@ def test_lock_is_taken_only_outside_the_folder_guard(tmp_path: Path) -> None:
     # for it, so a half-written lock file is never read as a stale one.
     import threading
 
-    from eosfm_cli.workspace import WorkspaceLock, _folder_guard
+    from eosfm_cli.workspace_lock import WorkspaceLock, folder_guard
 
     lock = WorkspaceLock(tmp_path / ".lock", "stage")
     done = threading.Event()
-    with _folder_guard(tmp_path):
+    with folder_guard(tmp_path):
         thread = threading.Thread(target=lambda: (lock.acquire(), done.set()))
         thread.start()
         assert not done.wait(0.3)

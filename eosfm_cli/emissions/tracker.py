@@ -1,9 +1,11 @@
 """Energy and carbon tracking of stage runs with CodeCarbon.
 
-Every tracked stage run writes one CodeCarbon CSV, ``emissions/<stage>-<run_id>.csv``, that
-holds exactly that run's row, and returns an :class:`EmissionsRecord` that
+Every tracked stage run writes one CodeCarbon CSV, ``<folder>/<stage>-<run_id>.csv`` (the
+workspace passes its ``emissions/``), that holds exactly that run's row, and returns an
+:class:`~eosfm_cli.emissions.record.EmissionsRecord` that
 :meth:`eosfm_cli.workspace.Workspace.stage_run` stores in the manifest entry. The
-``emissions-report`` stage aggregates those CSVs.
+``emissions-report`` stage aggregates those CSVs. This module knows nothing of workspaces:
+the folder comes in as a plain path, so the workspace can call it without a cycle.
 
 Design decisions:
 
@@ -23,10 +25,10 @@ Design decisions:
   once more at stop, so even a stage of a few seconds gets a figure.
 - **Honest quality.** The record carries the measurement ``mode`` of CPU, GPU and RAM
   (e.g. ``cpu: RAPL; gpu: pynvml (1 x NVIDIA H100); ram: model estimate``), read from the
-  tracker's hardware objects after start: a RAPL or NVML counter is a measurement, a
-  ``cpu-load estimate`` or a ``constant`` is a model.
+  tracker's hardware objects after start (see :mod:`eosfm_cli.emissions.measurement_mode`).
 - **Rank 0 only.** Under DDP (torchrun, SLURM, Lightning's launcher) only global rank 0
-  tracks, so no figure is counted twice. Multi-node jobs therefore report node 0 only.
+  (:func:`eosfm_cli.distributed.is_rank_zero`) tracks, so no figure is counted twice.
+  Multi-node jobs therefore report node 0 only.
 - **Never breaks a stage.** Any failure to build, start or stop the tracker (including the
   ones CodeCarbon swallows and only logs) becomes a single warning line; the stage goes on.
 - **Quiet.** CodeCarbon's own log lines are captured, never printed; a stage prints at most
@@ -43,17 +45,19 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from eosfm_cli import distributed
 from eosfm_cli.console import info, warn
+from eosfm_cli.emissions.measurement_mode import describe_mode
+from eosfm_cli.emissions.record import EmissionsRecord
 
 if TYPE_CHECKING:
     from eosfm_cli.profiles import EmissionsConfig
-    from eosfm_cli.workspace import Workspace
 
 MEASURE_POWER_SECS = 2.0
 """Seconds between two power samples (CodeCarbon's default of 15 s is too coarse)."""
@@ -62,94 +66,6 @@ TRACKING_MODE = "machine"
 """CodeCarbon's tracking mode used by stages (see the module docstring for why)."""
 
 CODECARBON_LOGGER = "codecarbon"
-
-# Environment variables that carry the process's rank, most global first.
-_GLOBAL_RANK_VARS = ("RANK", "SLURM_PROCID")
-_LOCAL_RANK_VARS = ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
-
-
-@dataclass
-class EmissionsRecord:
-    """What one tracked stage run consumed.
-
-    Fields stay ``None`` when nothing was measured (tracking off, a non-zero rank, or a
-    tracker failure); ``status`` then says why.
-
-    Attributes:
-        stage: the stage name.
-        run_id: the stage run's id.
-        status: ``measured``, ``disabled``, ``not-rank-zero`` or ``failed``.
-        csv: the CodeCarbon CSV, relative to the workspace root.
-        duration_s: seconds tracked.
-        energy_kwh: energy consumed (CPU + GPU + RAM), kWh.
-        emissions_kg: emissions, kg CO2eq.
-        cpu_energy_kwh: CPU share of the energy, kWh.
-        gpu_energy_kwh: GPU share of the energy, kWh.
-        ram_energy_kwh: RAM share of the energy, kWh.
-        country: the country whose energy mix was used (ISO 3166-1 alpha-3).
-        mode: how CPU, GPU and RAM power were obtained (the quality of the figure).
-        tracking_mode: CodeCarbon's ``machine`` or ``process``.
-        online: whether the online tracker (location looked up on the internet) was used.
-        note: why nothing (or only part) was measured.
-    """
-
-    stage: str
-    run_id: str
-    status: str = "disabled"
-    csv: str | None = None
-    duration_s: float | None = None
-    energy_kwh: float | None = None
-    emissions_kg: float | None = None
-    cpu_energy_kwh: float | None = None
-    gpu_energy_kwh: float | None = None
-    ram_energy_kwh: float | None = None
-    country: str | None = None
-    mode: str | None = None
-    tracking_mode: str | None = None
-    online: bool | None = None
-    note: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the record as a JSON-ready dict (the manifest's ``emissions`` entry)."""
-        return asdict(self)
-
-    def summary(self) -> str:
-        """Return a one-line human summary of the measured figures."""
-        return (
-            f"emissions: {_fmt(self.energy_kwh)} kWh, {_fmt(self.emissions_kg)} kg CO2eq "
-            f"in {_fmt(self.duration_s)} s ({self.country or '?'})"
-        )
-
-
-def _fmt(value: float | None) -> str:
-    return "?" if value is None else f"{value:.4g}"
-
-
-# Rank --------------------------------------------------------------------------------------
-def _env_int(name: str) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    try:
-        return int(raw)
-    except ValueError:
-        return None
-
-
-def env_rank_is_zero() -> bool:
-    """Tell from the environment whether this process is global rank 0.
-
-    ``RANK`` (torchrun, Lightning) or ``SLURM_PROCID`` (srun) give the global rank. Without
-    them, the process is rank 0 when ``LOCAL_RANK`` and the node rank (``NODE_RANK`` or
-    ``GROUP_RANK``, set by Lightning's launcher and torchrun) are 0 or absent. A process
-    outside any distributed launcher is rank 0.
-
-    Returns:
-        ``True`` for global rank 0.
-    """
-    for name in _GLOBAL_RANK_VARS:
-        rank = _env_int(name)
-        if rank is not None:
-            return rank == 0
-    return all((_env_int(name) or 0) == 0 for name in _LOCAL_RANK_VARS)
 
 
 # CodeCarbon's logging ----------------------------------------------------------------------
@@ -224,67 +140,6 @@ def _build_tracker(
     )
 
 
-# Measurement mode --------------------------------------------------------------------------
-_CPU_MODES = {
-    "intel_rapl": "RAPL",
-    "windows_emi": "RAPL (Windows EMI)",
-    "intel_power_gadget": "Intel Power Gadget",
-    "apple_powermetrics": "powermetrics",
-}
-
-
-def describe_mode(tracker: Any) -> str:
-    """Describe how a started tracker obtains CPU, GPU and RAM power.
-
-    Reads the tracker's hardware objects (CodeCarbon internals, read defensively: an
-    unknown layout gives ``unknown``).
-
-    Args:
-        tracker: a started CodeCarbon tracker.
-
-    Returns:
-        A string such as ``cpu: RAPL; gpu: pynvml (1 x NVIDIA H100); ram: model estimate``.
-    """
-    parts: dict[str, str] = {}
-    conf: dict[str, Any] = getattr(tracker, "_conf", {}) or {}
-    for hw in getattr(tracker, "_hardware", []) or []:
-        kind = type(hw).__name__
-        if kind == "CPU":
-            mode = str(getattr(hw, "_mode", "unknown"))
-            tdp = getattr(hw, "_tdp", None)
-            forced = getattr(tracker, "_force_cpu_power", None) is not None
-            tdp_text = f"{'given' if forced else 'TDP'} {tdp} W" if tdp else "TDP unknown"
-            if mode in _CPU_MODES:
-                parts["cpu"] = _CPU_MODES[mode]
-            elif mode == "cpu_load":
-                parts["cpu"] = f"cpu-load estimate ({tdp_text})"
-            elif mode == "constant":
-                parts["cpu"] = f"constant ({tdp_text})"
-            else:
-                parts["cpu"] = mode
-        elif kind == "GPU":
-            devices = getattr(getattr(hw, "devices", None), "devices", None) or []
-            names = {type(d).__name__ for d in devices}
-            backend = "amdsmi" if any("Amd" in n or "AMD" in n for n in names) else "pynvml"
-            model = conf.get("gpu_model") or ""
-            parts["gpu"] = f"{backend} ({model})" if model else backend
-        elif kind == "RAM":
-            forced_ram = getattr(hw, "_force_ram_power", None)
-            parts["ram"] = (
-                f"constant ({forced_ram} W)" if forced_ram is not None else "model estimate"
-            )
-        elif kind == "AppleSiliconChip":
-            parts[str(getattr(hw, "chip_part", "chip")).lower()] = "powermetrics"
-        elif kind == "Raspberry":
-            parts[str(getattr(hw, "chip_part", "chip")).lower()] = "Raspberry Pi PMIC"
-    parts.setdefault("cpu", "unknown")
-    parts.setdefault("gpu", "none")
-    parts.setdefault("ram", "unknown")
-    return "; ".join(f"{k}: {parts[k]}" for k in ("cpu", "gpu", "ram")) + "".join(
-        f"; {k}: {v}" for k, v in parts.items() if k not in ("cpu", "gpu", "ram")
-    )
-
-
 def _finite(value: Any) -> float | None:
     try:
         number = float(value)
@@ -303,7 +158,7 @@ class _TrackerState:
 # Public API --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def track_emissions(
-    workspace: Workspace,
+    folder: Path,
     stage: str,
     run_id: str,
     cfg: EmissionsConfig,
@@ -315,19 +170,21 @@ def track_emissions(
 
     The record is filled when the body ends, also when it raises or is interrupted (what
     was measured until then is kept, and the exception goes on). The CSV is written under a
-    temporary name and renamed to ``emissions/<stage>-<run_id>.csv`` once complete.
+    temporary name and renamed to ``<folder>/<stage>-<run_id>.csv`` once complete; the
+    record's ``csv`` is that path.
 
     Tracking failures never reach the body: they become one warning line and a record with
     ``status="failed"``.
 
     Args:
-        workspace: the workspace the CSV goes into.
+        folder: the folder the CSV goes into (created when needed; a workspace's
+            ``emissions/``).
         stage: the stage name.
         run_id: the stage run's id (unique, so the CSV holds this run's row only).
         cfg: the profile's ``emissions`` section.
         is_rank_zero: whether this process is the DDP rank that tracks. ``None`` (default)
-            reads it from the environment (``RANK``, ``SLURM_PROCID``, ``LOCAL_RANK``; see
-            :func:`env_rank_is_zero`); ``False`` never tracks; ``True`` always does.
+            reads it from the environment (see :func:`eosfm_cli.distributed.is_rank_zero`);
+            ``False`` never tracks; ``True`` always does.
         tracking_mode: CodeCarbon's ``machine`` (default) or ``process``.
 
     Yields:
@@ -338,7 +195,7 @@ def track_emissions(
         record.note = "emissions.enabled is false"
         yield record
         return
-    rank_zero = env_rank_is_zero() if is_rank_zero is None else is_rank_zero
+    rank_zero = distributed.is_rank_zero() if is_rank_zero is None else is_rank_zero
     if not rank_zero:
         record.status = "not-rank-zero"
         record.note = "only DDP rank 0 tracks"
@@ -347,7 +204,7 @@ def track_emissions(
 
     record.tracking_mode = tracking_mode
     record.online = bool(cfg.online)
-    final = workspace.root / "emissions" / f"{stage}-{run_id}.csv"
+    final = Path(folder) / f"{stage}-{run_id}.csv"
     partial = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp.csv")
     state = _TrackerState()
     t0 = time.perf_counter()
@@ -357,7 +214,7 @@ def track_emissions(
             yield record
         finally:
             elapsed = time.perf_counter() - t0
-            _stop(state, record, workspace, partial, final, elapsed)
+            _stop(state, record, partial, final, elapsed)
             state.problems.extend(p for p in capture.problems if p not in state.problems)
             if record.status == "measured" and state.problems:
                 # Measured, but CodeCarbon complained (e.g. an unknown country code makes
@@ -408,7 +265,6 @@ def _quiet_stop(tracker: Any) -> None:
 def _stop(
     state: _TrackerState,
     record: EmissionsRecord,
-    workspace: Workspace,
     partial: Path,
     final: Path,
     elapsed: float,
@@ -445,7 +301,7 @@ def _stop(
         if not partial.is_file():
             raise RuntimeError("CodeCarbon wrote no CSV")
         os.replace(partial, final)
-        record.csv = workspace.relative(final)
+        record.csv = str(final)
         record.status = "measured"
     except Exception as exc:
         state.problems.append(f"cannot stop: {type(exc).__name__}: {exc}".splitlines()[0])
