@@ -14,9 +14,6 @@ per specialist first, and optionally fused by a 1x1 convolution), so the ensembl
 single timm ``features_only`` encoder with :attr:`EosFM.out_channels` and
 :attr:`EosFM.reductions`.
 
-Frozen specialists can run on a fast path (``compile=True`` and/or ``precision="bf16"``); see
-:mod:`eosfm_cli.models.frozen_forward`.
-
 Example:
     >>> from eosfm_cli.models import EosFM
     >>> encoder = EosFM.from_file("ensemble.safetensors", input_bands=["B04", "B03", "B02"])
@@ -310,7 +307,7 @@ class EosFM(nn.Module):
         dtype = cast(SpecialistInput, self.inputs[0]).mean.dtype
         x = check_input(x, self.input_bands, dtype, self.check_nan)
         height, width = x.shape[-2:]
-        x = pad_to_multiple(x, self._max_reduction)
+        x = self._pad(x)
         if self.frozen and not torch.is_inference_mode_enabled():
             with torch.inference_mode():
                 features = self._run_specialists(x, height, width)
@@ -329,6 +326,9 @@ class EosFM(nn.Module):
         """
         levels = range(len(self.reductions))
         return fuse_levels(features, levels, self.feature_norms, self.fusion_layers)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        return pad_to_multiple(x, self._max_reduction)
 
     def _run_specialists(
         self, x: torch.Tensor, height: int, width: int
