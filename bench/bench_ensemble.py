@@ -80,7 +80,7 @@ def _specialists() -> tuple[list[SpecialistSpec], list[dict[str, torch.Tensor]]]
         dn8 = get_band(bands[0]).unit.startswith("DN")  # aerial 8-bit statistics
         mean = (torch.rand(n, generator=g) * (80 if dn8 else 2000) + (60 if dn8 else 500)).tolist()
         std = (torch.rand(n, generator=g) * (30 if dn8 else 800) + (20 if dn8 else 200)).tolist()
-        specs.append(SpecialistSpec(name, BACKBONE, n, bands, mean, std, source="bench"))
+        specs.append(SpecialistSpec(name, BACKBONE, bands, mean, std, source="bench"))
         torch.manual_seed(seed)
         model = timm.create_model(BACKBONE, pretrained=False, features_only=True, in_chans=n)
         states.append(

@@ -30,7 +30,7 @@ def _six_specialists(path: Path) -> Path:
     import timm
 
     from eosfm_cli.bands import BAND_SETS
-    from eosfm_cli.models.ensemble_file import save_ensemble
+    from eosfm_cli.models.native_file import save_ensemble
     from eosfm_cli.models.spec import SpecialistSpec
 
     band_sets = [
@@ -50,7 +50,6 @@ def _six_specialists(path: Path) -> Path:
             SpecialistSpec(
                 f"spec{i}",
                 "convnextv2_atto",
-                len(bands),
                 list(bands),
                 [100.0 if dn else 1500.0] * len(bands),
                 [50.0 if dn else 900.0] * len(bands),
@@ -101,7 +100,7 @@ def cached_vs_recompute(tmp: Path) -> dict[str, dict[str, Any]]:
 def pruned_vs_full(tmp: Path) -> dict[str, dict[str, Any]]:
     from eosfm_cli.bands import BAND_SETS
     from eosfm_cli.models.ensemble import EosFM
-    from eosfm_cli.models.ensemble_file import load_ensemble, save_ensemble
+    from eosfm_cli.models.native_file import load_ensemble, save_ensemble
 
     full_path = tmp / "six.safetensors"
     if not full_path.is_file():

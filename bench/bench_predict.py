@@ -62,8 +62,9 @@ def build_head(ws: Path) -> None:
 
     from eosfm_cli.bands import BAND_SETS
     from eosfm_cli.io import sha256_file
-    from eosfm_cli.models.ensemble_file import save_ensemble
-    from eosfm_cli.models.generalist import HeadConfig, build_generalist, save_head_run
+    from eosfm_cli.models.generalist import HeadConfig, build_generalist
+    from eosfm_cli.models.head_file import save_head_run
+    from eosfm_cli.models.native_file import save_ensemble
     from eosfm_cli.models.spec import SpecialistSpec
 
     torch.manual_seed(0)
@@ -78,7 +79,6 @@ def build_head(ws: Path) -> None:
             SpecialistSpec(
                 name=name,
                 backbone="convnextv2_atto",
-                in_chans=n,
                 bands=bands,
                 mean=[1500.0] * n,
                 std=[900.0] * n,

@@ -86,7 +86,7 @@ def load_head_run(
     """
     from eosfm_cli.data.registry import get_experiment
     from eosfm_cli.data.splits import load_splits
-    from eosfm_cli.models.generalist import load_generalist
+    from eosfm_cli.models.head_file import load_generalist
     from eosfm_cli.tasks import head_task
 
     model, meta = load_generalist(ctx.workspace.path("heads", name), ensemble)

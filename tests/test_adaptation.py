@@ -20,7 +20,6 @@ def spec(name: str, bands: list[str], backbone: str = "convnextv2_atto") -> Spec
     return SpecialistSpec(
         name=name,
         backbone=backbone,
-        in_chans=n,
         bands=bands,
         mean=[100.0 * (i + 1) + 0.5 for i in range(n)],
         std=[10.0 + i for i in range(n)],

@@ -410,7 +410,7 @@ def _(e: Env) -> Run:
 def _(e: Env) -> Run:
     import torch
 
-    from eosfm_cli.models.ensemble_file import load_ensemble
+    from eosfm_cli.models.native_file import load_ensemble
 
     ws = e.ws()
     spec, state = load_ensemble(e.prepared / "ensembles" / "eosfm.safetensors")[0]
@@ -487,7 +487,7 @@ def _(e: Env) -> Run:
 
 @case("workspace-head-from-another-ensemble")
 def _(e: Env) -> Run:
-    from eosfm_cli.models.ensemble_file import load_ensemble, save_ensemble
+    from eosfm_cli.models.native_file import load_ensemble, save_ensemble
 
     ws = e.ws()
     ens = ws / "ensembles" / "eosfm.safetensors"

@@ -20,7 +20,7 @@ def test_unit_scale_table() -> None:
 
 
 def test_s2_input_feeds_rgb_specialist_in_its_own_scale() -> None:
-    spec = SpecialistSpec("rgb", "convnextv2_atto", 3, ["R", "G", "B"], [100.0] * 3, [50.0] * 3)
+    spec = SpecialistSpec("rgb", "convnextv2_atto", ["R", "G", "B"], [100.0] * 3, [50.0] * 3)
     plan = BandPlan.build(spec, ["B02", "B03", "B04"])
     assert [c.input_band for c in plan.channels] == ["B04", "B03", "B02"]
     assert all(c.scale == pytest.approx(255 / 3000) for c in plan.channels)

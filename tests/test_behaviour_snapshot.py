@@ -127,7 +127,7 @@ def ensemble_snapshot(tmp: Path) -> dict[str, Any]:
     import torch
 
     from eosfm_cli.models import EosFM, SpecialistSpec
-    from eosfm_cli.models.ensemble_file import save_ensemble
+    from eosfm_cli.models.native_file import save_ensemble
 
     specs, states = [], []
     for i, (name, bands) in enumerate((("rgb", ["B04", "B03", "B02"]), ("s1", ["VV", "VH"]))):
@@ -139,7 +139,6 @@ def ensemble_snapshot(tmp: Path) -> dict[str, Any]:
             SpecialistSpec(
                 name=name,
                 backbone="convnextv2_atto",
-                in_chans=len(bands),
                 bands=bands,
                 mean=[100.0 * (k + 1) for k in range(len(bands))],
                 std=[50.0 + k for k in range(len(bands))],

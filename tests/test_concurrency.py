@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import REPO, cli, link_copy, popen, write_tiny_profile
 
-from eosfm_cli.models.ensemble_file import load_ensemble
+from eosfm_cli.models.native_file import load_ensemble
 
 HOLDER = """
 import sys, time

@@ -18,7 +18,7 @@ import pytest
 from reliability_helpers import HEAD_RUN, SYNTHETIC, cli, link_copy, write_tiny_profile
 
 from eosfm_cli.faults import CRASH_ENV
-from eosfm_cli.models.ensemble_file import load_ensemble
+from eosfm_cli.models.native_file import load_ensemble
 from eosfm_cli.workspace import Workspace
 
 

@@ -16,7 +16,8 @@ from torch import nn
 from eosfm_cli.bands import BAND_SETS
 from eosfm_cli.errors import ArtifactError, BandError, DataError
 from eosfm_cli.models import EosFM
-from eosfm_cli.models.ensemble_file import read_metadata, save_ensemble, save_reference
+from eosfm_cli.models.native_file import read_metadata, save_ensemble
+from eosfm_cli.models.reference_file import save_reference
 from eosfm_cli.models.spec import SpecialistSpec
 
 S2_ALL = list(BAND_SETS["S2_ALL"])
@@ -36,7 +37,7 @@ def make_spec(
     n = len(bands)
     mean = (torch.rand(n, generator=g) * 2000).tolist()
     std = (torch.rand(n, generator=g) * 500 + 100).tolist()
-    return SpecialistSpec(name, backbone, n, bands, mean, std, out_indices=out_indices)
+    return SpecialistSpec(name, backbone, bands, mean, std, out_indices=out_indices)
 
 
 def make_weights(spec: SpecialistSpec, seed: int) -> dict[str, torch.Tensor]:
@@ -135,9 +136,7 @@ def test_reference_file_uses_identity_normalisation(tmp_path: Path, trio: Trio) 
     save_reference(path, specs[:1], states[:1])
     encoder = EosFM.from_file(path, input_bands=["B02", "B03", "B04"])
     x = torch.randn(1, 3, 64, 64)
-    identity = SpecialistSpec(
-        "r", "convnextv2_atto", 3, ["B04", "B03", "B02"], [0.0] * 3, [1.0] * 3
-    )
+    identity = SpecialistSpec("r", "convnextv2_atto", ["B04", "B03", "B02"], [0.0] * 3, [1.0] * 3)
     want = by_hand(identity, states[0], x, ["B02", "B03", "B04"])
     for got, ref in zip(encoder(x), want, strict=True):
         assert (got - ref).abs().max().item() <= 1e-5
@@ -348,15 +347,13 @@ def test_constructor_checks_its_arguments(trio: Trio) -> None:
 
 def test_weights_that_do_not_match_the_backbone_are_refused(trio: Trio) -> None:
     _specs, states = trio
-    lying = SpecialistSpec(
-        "liar", "convnextv2_atto", 3, ["B04", "B03", "B02"], [0.0] * 3, [1.0] * 3
-    )
+    lying = SpecialistSpec("liar", "convnextv2_atto", ["B04", "B03", "B02"], [0.0] * 3, [1.0] * 3)
     with pytest.raises(ArtifactError, match=r"shape mismatch.*stem_0\.weight"):
         EosFM([lying], [states[2]], S2_ALL)  # 13-band weights declared as 3 bands
     partial = {k: v for k, v in states[0].items() if not k.startswith("stages_3")}
     with pytest.raises(ArtifactError, match="missing keys"):
         EosFM([lying], [partial], S2_ALL)
-    unknown = SpecialistSpec("x", "no_such_net", 3, ["B04", "B03", "B02"], [0.0] * 3, [1.0] * 3)
+    unknown = SpecialistSpec("x", "no_such_net", ["B04", "B03", "B02"], [0.0] * 3, [1.0] * 3)
     with pytest.raises(ArtifactError, match="Unknown model"):
         EosFM([unknown], [states[0]], S2_ALL)
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-import eosfm_cli.models.ensemble as ensemble_module
+import eosfm_cli.models.frozen_forward as frozen_forward_module
 from eosfm_cli.bands import BAND_SETS
 from eosfm_cli.models import EosFM
-from eosfm_cli.models.ensemble import FrozenForward, SpecialistInput
+from eosfm_cli.models.frozen_forward import FrozenForward
 from eosfm_cli.models.spec import SpecialistSpec
+from eosfm_cli.models.specialist import SpecialistInput
 from tests.test_ensemble import INPUT_BANDS, make_spec, make_weights, raw_input
 
 S2_ALL = list(BAND_SETS["S2_ALL"])
@@ -32,10 +33,10 @@ def one_thread() -> Iterator[None]:
 def fresh_dynamo() -> Iterator[None]:
     """Each compile test starts from empty dynamo caches and leaves none behind."""
     torch._dynamo.reset()
-    saved = ensemble_module._compiled
-    ensemble_module._compiled = None
+    saved = frozen_forward_module._compiled
+    frozen_forward_module._compiled = None
     yield
-    ensemble_module._compiled = saved
+    frozen_forward_module._compiled = saved
     torch._dynamo.reset()
 
 
@@ -187,7 +188,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(
         calls.append(1)
         raise RuntimeError("InductorError: no working C++ compiler\nlong details")
 
-    monkeypatch.setattr(ensemble_module, "_compiled_forward", lambda: broken)
+    monkeypatch.setattr(frozen_forward_module, "_compiled_forward", lambda: broken)
     encoder = EosFM(specs, states, INPUT_BANDS, min_coverage=0.5, compile=True)
     assert encoder.compiled
     x = raw_input(INPUT_BANDS, specs)
@@ -207,8 +208,8 @@ def test_one_traced_graph_serves_every_specialist_and_partial_batches(
 ) -> None:
     """Dynamo with the eager backend: the tracing and guards of the real path, no codegen."""
     specs, states = mixed
-    traced = torch.compile(ensemble_module._frozen_specialist_forward, backend="eager")
-    monkeypatch.setattr(ensemble_module, "_compiled_forward", lambda: traced)
+    traced = torch.compile(frozen_forward_module._frozen_specialist_forward, backend="eager")
+    monkeypatch.setattr(frozen_forward_module, "_compiled_forward", lambda: traced)
     torch._dynamo.utils.counters.clear()
     encoder = EosFM(specs, states, INPUT_BANDS, min_coverage=0.5).compile_specialists()
     x = raw_input(INPUT_BANDS, specs)

@@ -15,17 +15,15 @@ from safetensors.torch import save_file
 
 from eosfm_cli.bands import BAND_SETS
 from eosfm_cli.errors import ArtifactError
-from eosfm_cli.models.ensemble_file import (
+from eosfm_cli.models.ensemble_file import detect_format, load_any
+from eosfm_cli.models.native_file import (
     FORMAT_NAME,
-    detect_format,
-    load_any,
     load_ensemble,
-    load_reference,
     load_state_dicts,
     read_metadata,
     save_ensemble,
-    save_reference,
 )
+from eosfm_cli.models.reference_file import load_reference, save_reference
 from eosfm_cli.models.spec import SpecialistSpec
 
 
@@ -34,7 +32,6 @@ def make_spec(name: str, bands: list[str], backbone: str = "convnextv2_atto") ->
     return SpecialistSpec(
         name=name,
         backbone=backbone,
-        in_chans=n,
         bands=bands,
         mean=[1000.0 + i for i in range(n)],
         std=[400.0 + i for i in range(n)],
@@ -219,7 +216,7 @@ def test_reference_other_counts_need_bands(tmp_path: Path) -> None:
     spec = make_spec("rgbn", ["R", "G", "B", "NIR"])
     state = weights(spec, 0)
     path = reference_file(tmp_path / "r.pth", [(4, state, {"backbone": "timm_convnextv2_atto"})])
-    with pytest.raises(ArtifactError, match="--bands"):
+    with pytest.raises(ArtifactError, match="`bands=`"):
         load_reference(path)
     entries, _assumptions = load_reference(path, bands=[["R", "G", "B", "NIR"]])
     assert entries[0][0].bands == ["R", "G", "B", "NIR"]
@@ -365,7 +362,7 @@ _WRITE_IN_A_FRESH_PROCESS = """
 import sys, torch
 sys.path.insert(0, sys.argv[2])
 from test_ensemble_file import make_spec, weights
-from eosfm_cli.models.ensemble_file import save_ensemble
+from eosfm_cli.models.native_file import save_ensemble
 specs = [make_spec("rgb", ["B04", "B03", "B02"]), make_spec("s1", ["VV", "VH"])]
 save_ensemble(sys.argv[1], specs, [weights(s, i) for i, s in enumerate(specs)])
 """

@@ -13,7 +13,8 @@ from eosfm_cli.context import resolve
 from eosfm_cli.errors import ArtifactError, WorkspaceError
 from eosfm_cli.models.checkpoints import find_run_checkpoints
 from eosfm_cli.models.ensemble import EosFM
-from eosfm_cli.models.ensemble_file import load_any, read_metadata
+from eosfm_cli.models.ensemble_file import load_any
+from eosfm_cli.models.native_file import read_metadata
 from eosfm_cli.stages.export_ensemble import export_ensemble
 from eosfm_cli.stages.train_specialist import train_specialist
 

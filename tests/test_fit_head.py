@@ -14,7 +14,7 @@ from eosfm_cli.bands import BAND_SETS
 from eosfm_cli.context import resolve
 from eosfm_cli.errors import ArtifactError, ProfileError
 from eosfm_cli.models.ensemble import EosFM
-from eosfm_cli.models.ensemble_file import read_metadata, save_ensemble
+from eosfm_cli.models.native_file import read_metadata, save_ensemble
 from eosfm_cli.models.spec import SpecialistSpec
 from eosfm_cli.stages.evaluate import evaluate
 from eosfm_cli.stages.fit_head import fit_head
@@ -29,7 +29,6 @@ def _spec(name: str, bands: list[str], mean: float, std: float) -> SpecialistSpe
     return SpecialistSpec(
         name=name,
         backbone="convnextv2_atto",
-        in_chans=len(bands),
         bands=bands,
         mean=[mean] * len(bands),
         std=[std] * len(bands),
@@ -64,7 +63,7 @@ def ensemble_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _resaved(src: Path, dst: Path) -> Path:
     """The same specialists in another order: another file, another sha256."""
-    from eosfm_cli.models.ensemble_file import load_ensemble
+    from eosfm_cli.models.native_file import load_ensemble
 
     entries = load_ensemble(src)[::-1]
     save_ensemble(dst, [e[0] for e in entries], [e[1] for e in entries])
@@ -205,7 +204,7 @@ def test_evaluate_writes_report(tmp_path: Path, ensemble_path: Path) -> None:
 
 
 def test_head_from_another_ensemble_is_refused(tmp_path: Path, ensemble_path: Path) -> None:
-    from eosfm_cli.models.generalist import load_generalist
+    from eosfm_cli.models.head_file import load_generalist
 
     ws = tmp_path / "ws"
     fit_head(_ctx(ws, "trainer.max_epochs=1"), ensemble=ensemble_path)
@@ -261,7 +260,7 @@ def test_detection_head_is_fitted_over_the_frozen_ensemble(detection_ws: Path) -
 
 
 def test_detection_head_reloads_to_the_same_boxes(detection_ws: Path, ensemble_path: Path) -> None:
-    from eosfm_cli.models.generalist import load_generalist
+    from eosfm_cli.models.head_file import load_generalist
 
     model, _ = load_generalist(detection_ws / "heads" / "select-dior-k1", ensemble_path)
     again, _ = load_generalist(detection_ws / "heads" / "select-dior-k1", ensemble_path)

@@ -19,13 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eosfm_cli.errors import EosfmError
-from eosfm_cli.models.ensemble_file import (
-    detect_format,
-    load_any,
-    load_reference,
-    read_metadata,
-    save_ensemble,
-)
+from eosfm_cli.models.ensemble_file import detect_format, load_any
+from eosfm_cli.models.native_file import read_metadata, save_ensemble
+from eosfm_cli.models.reference_file import load_reference
 from eosfm_cli.models.spec import SpecialistSpec
 from eosfm_cli.profiles import Profile, apply_overrides, load_profile, validate
 
@@ -122,7 +118,6 @@ def _tiny_ensemble() -> bytes:
     spec = SpecialistSpec(
         name="tiny",
         backbone="convnextv2_atto",
-        in_chans=3,
         bands=["B04", "B03", "B02"],
         mean=[0.0] * 3,
         std=[1.0] * 3,

@@ -173,10 +173,10 @@ for blocked in ("typer", "rich", "lightning", "pytorch_lightning", "rasterio"):
     sys.modules[blocked] = None
 import torch, timm
 from eosfm_cli.models import EosFM, SpecialistSpec
-from eosfm_cli.models.ensemble_file import save_ensemble
+from eosfm_cli.models.native_file import save_ensemble
 from eosfm_cli.models.generalist import Generalist, HeadConfig
 model = timm.create_model("convnextv2_atto", features_only=True, in_chans=3)
-spec = SpecialistSpec(name="a", backbone="convnextv2_atto", in_chans=3,
+spec = SpecialistSpec(name="a", backbone="convnextv2_atto",
                       bands=["B04", "B03", "B02"], mean=[0.0] * 3, std=[1.0] * 3)
 path = sys.argv[1]
 save_ensemble(path, [spec], [model.state_dict()])

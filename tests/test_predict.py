@@ -17,7 +17,7 @@ from rasterio.windows import Window
 from eosfm_cli.context import StageContext, resolve
 from eosfm_cli.data.synthetic import S2_BANDS, generate, large_scene_path
 from eosfm_cli.errors import ArtifactError, DataError, ProfileError, WorkspaceError
-from eosfm_cli.models.generalist import load_generalist
+from eosfm_cli.models.head_file import load_generalist
 from eosfm_cli.stages import predict as predict_mod
 from eosfm_cli.stages.export_ensemble import export_ensemble
 from eosfm_cli.stages.fit_head import fit_head
@@ -308,7 +308,8 @@ def test_failure_leaves_nothing_partial(
 def other_heads(head_ws: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Untrained classification and regression head runs on the fixture's ensemble."""
     from eosfm_cli.io import sha256_file
-    from eosfm_cli.models.generalist import HeadConfig, build_generalist, save_head_run
+    from eosfm_cli.models.generalist import HeadConfig, build_generalist
+    from eosfm_cli.models.head_file import save_head_run
 
     ens = head_ws / "ensembles" / "eosfm.safetensors"
     folder = tmp_path_factory.mktemp("heads")

@@ -182,7 +182,7 @@ def detection_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import timm
 
     from eosfm_cli.bands import BAND_SETS
-    from eosfm_cli.models.ensemble_file import save_ensemble
+    from eosfm_cli.models.native_file import save_ensemble
     from eosfm_cli.models.spec import SpecialistSpec
     from eosfm_cli.stages.fit_head import fit_head
 
@@ -197,7 +197,6 @@ def detection_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
             SpecialistSpec(
                 name=f"rgb_{i}",
                 backbone="convnextv2_atto",
-                in_chans=3,
                 bands=rgb,
                 mean=[90.0] * 3,
                 std=[50.0] * 3,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from eosfm_cli.models.adaptation import BandPlan, ChannelSource
+    from eosfm_cli.models.adaptation import BandPlan
+    from eosfm_cli.models.channel_source import ChannelSource
     from eosfm_cli.models.ensemble import EosFM
     from eosfm_cli.models.spec import SpecialistSpec
 
@@ -17,7 +18,7 @@ __all__ = ["BandPlan", "ChannelSource", "EosFM", "SpecialistSpec"]
 
 _LAZY = {
     "BandPlan": "eosfm_cli.models.adaptation",
-    "ChannelSource": "eosfm_cli.models.adaptation",
+    "ChannelSource": "eosfm_cli.models.channel_source",
     "EosFM": "eosfm_cli.models.ensemble",
     "SpecialistSpec": "eosfm_cli.models.spec",
 }

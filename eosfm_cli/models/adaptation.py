@@ -35,62 +35,20 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
-from eosfm_cli.bands import Band, expand_bands, get_band
+from eosfm_cli.bands import expand_bands, get_band
 from eosfm_cli.errors import ArtifactError, BandError
+from eosfm_cli.models.channel_source import ChannelSource, source_for
 from eosfm_cli.models.spec import SpecialistSpec
 
 if TYPE_CHECKING:
     import torch
 
-SourceKind = Literal["select", "substitute", "fill"]
 PlanStatus = Literal["active", "inactive", "skipped"]
 ForceRule = Literal["active", "inactive"]
 
 DEFAULT_TOLERANCE_NM = 60.0
 DEFAULT_MIN_COVERAGE = 0.5
 FORCE_RULES: tuple[str, ...] = ("active", "inactive")
-
-
-@dataclass(frozen=True)
-class ChannelSource:
-    """Where one specialist channel takes its values from.
-
-    Attributes:
-        band: the band the specialist expects on this channel (canonical name).
-        kind: ``select`` (same band present), ``substitute`` (nearest optical band) or ``fill``.
-        input_index: index of the input channel read, or -1 for a fill.
-        input_band: name of the input band read, or ``None`` for a fill.
-        gap_nm: centre-wavelength gap of a substitute (0 for a selection, ``None`` for a fill).
-        fill_value: the raw value written for a fill (the specialist's training mean).
-        scale: factor converting the input band's unit into the expected band's unit (a
-            substitute across value scales, e.g. S2 reflectance x 1e4 feeding an 8-bit RGB
-            specialist); 1.0 otherwise.
-    """
-
-    band: str
-    kind: SourceKind
-    input_index: int = -1
-    input_band: str | None = None
-    gap_nm: float | None = None
-    fill_value: float | None = None
-    scale: float = 1.0
-
-    @property
-    def is_real(self) -> bool:
-        """Whether a real input band feeds this channel (selection or substitute)."""
-        return self.kind != "fill"
-
-    def describe(self) -> str:
-        """Render this channel as one line, e.g. ``B05 ← input[3] B04 (substitute, Δ39.5 nm)``."""
-        if self.kind == "select":
-            return f"{self.band} ← input[{self.input_index}] {self.input_band}"
-        if self.kind == "substitute":
-            rescale = f", x{self.scale:.4g} unit rescale" if self.scale != 1.0 else ""
-            return (
-                f"{self.band} ← input[{self.input_index}] {self.input_band} "
-                f"(substitute, Δ{self.gap_nm:.1f} nm{rescale})"
-            )
-        return f"{self.band} ← fill (mean {self.fill_value:.4g})"
 
 
 @dataclass
@@ -170,7 +128,7 @@ class BandPlan:
             first_index.setdefault(band.name, i)
 
         channels = [
-            _source_for(band, mean, first_index, input_catalog, tolerance_nm)
+            source_for(band, mean, first_index, input_catalog, tolerance_nm)
             for band, mean in zip(wanted, spec.mean, strict=True)
         ]
         real = sum(c.is_real for c in channels)
@@ -403,39 +361,24 @@ def plan_ensemble(
     return plans
 
 
-def _source_for(
-    band: Band,
-    mean: float,
-    first_index: Mapping[str, int],
-    inputs: Sequence[Band],
-    tolerance_nm: float,
-) -> ChannelSource:
-    """Decide where one specialist channel comes from (select, substitute or fill)."""
-    if band.name in first_index:
-        i = first_index[band.name]
-        return ChannelSource(band.name, "select", i, band.name, gap_nm=0.0)
-    if band.is_optical and band.center_nm is not None:
-        best: tuple[float, int] | None = None
-        for i, cand in enumerate(inputs):
-            if not cand.is_optical or cand.center_nm is None:
-                continue
-            gap = abs(cand.center_nm - band.center_nm)
-            # Ties go to the earlier input band, so plans never depend on dict order.
-            if gap <= tolerance_nm and (best is None or gap < best[0]):
-                best = (gap, i)
-        if best is not None:
-            gap, i = best
-            from eosfm_cli.bands import unit_scale
+def active_indices(plans: Sequence[BandPlan], input_bands: Sequence[str]) -> list[int]:
+    """Return the indices of the active plans, refusing an input that no specialist can run on.
 
-            return ChannelSource(
-                band.name,
-                "substitute",
-                i,
-                inputs[i].name,
-                gap_nm=gap,
-                scale=unit_scale(inputs[i], band),
-            )
-    return ChannelSource(band.name, "fill", fill_value=float(mean))
+    Args:
+        plans: one plan per specialist, in ensemble order.
+        input_bands: the input's canonical band names (for the message).
+
+    Raises:
+        BandError: when no plan is active; the message gives each specialist's reason.
+    """
+    active = [i for i, p in enumerate(plans) if p.is_active]
+    if not active:
+        reasons = "; ".join(f"{p.specialist}: {p.reason}" for p in plans)
+        raise BandError(
+            f"no specialist can run on input bands {','.join(input_bands)} ({reasons})",
+            hint="check the input band names, lower min_coverage, or force a specialist",
+        )
+    return active
 
 
 def _kinds_text(kinds: AbstractSet[str]) -> str:

@@ -116,7 +116,7 @@ def find_run_checkpoints(folder: str | Path) -> list[Path]:
         raise ArtifactError(
             "no Lightning checkpoint (*.ckpt) found",
             where=str(root),
-            hint="point --encoders-folder at the folder of your training runs",
+            hint="point `encoders_folder=` at the folder of your training runs",
         )
     return [runs[r][1] for r in sorted(runs)]
 
@@ -218,7 +218,7 @@ def specialist_from_checkpoint(
         raise ArtifactError(
             f"{in_chans}-channel checkpoint records no band names",
             where=where,
-            hint="pass --bands NAME=B1,B2,... for it",
+            hint="pass its band names with `bands=`",
         )
     if len(band_list) != in_chans:
         raise ArtifactError(
@@ -236,7 +236,6 @@ def specialist_from_checkpoint(
     spec = SpecialistSpec(
         name=run_name,
         backbone=backbone,
-        in_chans=in_chans,
         bands=band_list,
         mean=mean,
         std=std,

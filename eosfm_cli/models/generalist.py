@@ -1,9 +1,7 @@
 """The generalist in use: the EosFM ensemble, learned encoder gates and a light task head.
 
-A fitted head is stored as a *head run*: ``head.safetensors`` (the trainable parts only: gates,
-head, feature normalisers and fusion layers, plus the specialists when they were fine-tuned) and
-``head.json`` (task, classes, input bands, ensemble options, and the sha256 of the ensemble file
-it was fitted on). :func:`load_generalist` refuses a head whose ensemble file changed.
+A fitted head is stored as a *head run* (:mod:`eosfm_cli.models.head_file`); what it stores is
+:meth:`Generalist.trainable_state` and :class:`HeadConfig`.
 
 Detection heads are a Faster R-CNN (:func:`~eosfm_cli.models.heads.faster_rcnn`) over the fused
 pyramid: the FPN, RPN and box head train, the specialists stay frozen. They run on whole raw
@@ -13,9 +11,8 @@ images (lists of ``[C, H, W]``), so their features are never cached.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from torch import Tensor, nn
 
 from eosfm_cli.errors import ArtifactError
 from eosfm_cli.models.heads import DenseHead, PooledHead, faster_rcnn
+from eosfm_cli.models.pyramid import fuse_levels
 from eosfm_cli.models.selection import EncoderGates
 
 DENSE_TASKS = ("segmentation", "change_detection", "regression")
@@ -151,16 +149,7 @@ class Generalist(nn.Module):
             feats = [[f * 0 for f in pyr] if i in drop else pyr for i, pyr in enumerate(feats)]
         norms = getattr(self.encoder, "feature_norms", None)
         fusion = getattr(self.encoder, "fusion_layers", None)
-        out = []
-        for j, level in enumerate(self.levels):
-            parts = [pyr[j] for pyr in feats]
-            if norms is not None:
-                parts = [per_spec[level](p) for per_spec, p in zip(norms, parts, strict=True)]
-            fused = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            if fusion is not None:
-                fused = fusion[level](fused)
-            out.append(fused)
-        return out
+        return fuse_levels(feats, self.levels, norms, fusion)
 
     def head_forward(
         self,
@@ -215,92 +204,3 @@ def build_generalist(ensemble_path: str | Path, cfg: HeadConfig) -> Generalist:
         ensemble_path, input_bands=cfg.input_bands, freeze=cfg.freeze, **cfg.ensemble_options
     )
     return Generalist(encoder, cfg)
-
-
-def save_head_run(
-    folder: Path, model: Generalist, ensemble_path: Path, ensemble_sha: str, extra: dict[str, Any]
-) -> None:
-    """Write ``head.safetensors`` and ``head.json`` atomically."""
-    from eosfm_cli.io import atomic_write_json
-    from eosfm_cli.models.tensor_file import save_tensor_file
-
-    save_tensor_file(folder / "head.safetensors", model.trainable_state())
-    meta = {
-        "format": "eosfm-head",
-        "version": 1,
-        "config": asdict(model.cfg),
-        "ensemble": str(ensemble_path),
-        "ensemble_sha256": ensemble_sha,
-        "active_specialists": model.active_names,
-        **extra,
-    }
-    atomic_write_json(folder / "head.json", meta)
-
-
-def read_head_meta(folder: Path) -> dict[str, Any]:
-    """Read and check ``head.json``."""
-    path = folder / "head.json"
-    if not path.is_file():
-        raise ArtifactError(
-            "head run not found (no head.json)",
-            where=str(folder),
-            hint="fit one with `eosfm fit-head`",
-        )
-    try:
-        meta = json.loads(path.read_text())
-    except ValueError:
-        raise ArtifactError("head.json is not valid JSON", where=str(path)) from None
-    if not isinstance(meta, dict) or meta.get("format") != "eosfm-head":
-        raise ArtifactError("not an eosfm head run", where=str(path))
-    return meta
-
-
-def load_generalist(
-    folder: Path, ensemble: Path | None = None
-) -> tuple[Generalist, dict[str, Any]]:
-    """Rebuild a fitted generalist from a head run.
-
-    Args:
-        folder: the head run folder.
-        ensemble: the ensemble file (default: the one recorded in ``head.json``).
-
-    Raises:
-        ArtifactError: when the ensemble file differs from the one the head was fitted on, or
-            the head weights do not match.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from eosfm_cli.io import sha256_file
-
-    meta = read_head_meta(folder)
-    ens = Path(ensemble) if ensemble is not None else Path(meta["ensemble"])
-    if not ens.is_file():
-        raise ArtifactError(
-            "the head's ensemble file is missing",
-            where=str(ens),
-            hint="pass the ensemble it was fitted on with --ensemble",
-        )
-    if sha256_file(ens) != meta.get("ensemble_sha256"):
-        raise ArtifactError(
-            "this head was fitted on another ensemble",
-            where=str(folder / "head.json"),
-            hint=f"use the ensemble it was fitted on, or re-fit the head on {ens.name}",
-        )
-    cfg = HeadConfig(**meta["config"])
-    model = build_generalist(ens, cfg)
-    try:
-        state = load_file(str(folder / "head.safetensors"))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ArtifactError(
-            f"cannot read head weights ({err})", where=str(folder / "head.safetensors")
-        ) from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    bad = [k for k in missing if not k.startswith("encoder.specialists.")] + list(unexpected)
-    if bad:
-        raise ArtifactError(
-            f"head weights do not match the model ({bad[0]}...)",
-            where=str(folder / "head.safetensors"),
-        )
-    model.eval()
-    return model, meta

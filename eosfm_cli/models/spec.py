@@ -12,7 +12,7 @@ from typing import Any
 
 from eosfm_cli.errors import ArtifactError
 
-REQUIRED_KEYS = ("name", "backbone", "in_chans", "bands", "mean", "std")
+REQUIRED_KEYS = ("name", "backbone", "bands", "mean", "std")
 
 
 @dataclass
@@ -22,7 +22,6 @@ class SpecialistSpec:
     Attributes:
         name: unique name inside an ensemble.
         backbone: timm model name (created with ``features_only=True``).
-        in_chans: number of input channels.
         bands: canonical band names, in input order (repeats allowed: ``VV, VH, VH``).
         mean: per-channel mean used to normalise the input (raw physical units).
         std: per-channel std used to normalise the input.
@@ -34,11 +33,13 @@ class SpecialistSpec:
         out_indices: the timm feature levels kept (``None``: timm's default).
         source: where it came from (``workspace``, ``reference``, ``checkpoint``...).
         assumed: notes on anything inferred rather than recorded (e.g. band names).
+
+    The number of input channels, :attr:`in_chans`, is ``len(bands)``: derived, never stored
+    on the object, but still written to (and checked when read from) the JSON record.
     """
 
     name: str
     backbone: str
-    in_chans: int
     bands: list[str]
     mean: list[float]
     std: list[float]
@@ -55,7 +56,7 @@ class SpecialistSpec:
         problems = []
         if self.in_chans <= 0:
             problems.append(f"in_chans must be positive (got {self.in_chans})")
-        for key in ("bands", "mean", "std"):
+        for key in ("mean", "std"):
             n = len(getattr(self, key))
             if n != self.in_chans:
                 problems.append(f"{key} has {n} entries for in_chans={self.in_chans}")
@@ -68,9 +69,21 @@ class SpecialistSpec:
                 hint="fix or re-export the specialist's metadata",
             )
 
+    @property
+    def in_chans(self) -> int:
+        """Number of input channels: one per band."""
+        return len(self.bands)
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the spec as JSON-serialisable data."""
-        return asdict(self)
+        """Return the spec as JSON-serialisable data, ``in_chans`` included.
+
+        The keys keep the order of the original record (``in_chans`` after ``backbone``), so
+        that ``specialist.json`` and ensemble metadata are byte-for-byte what they were when
+        ``in_chans`` was a stored field.
+        """
+        data = asdict(self)
+        head = {key: data.pop(key) for key in ("name", "backbone")}
+        return {**head, "in_chans": self.in_chans, **data}
 
     def to_json(self) -> str:
         """Return the spec as a JSON string."""
@@ -80,8 +93,12 @@ class SpecialistSpec:
     def from_dict(cls, data: dict[str, Any], where: str = "specialist") -> SpecialistSpec:
         """Build a spec from a mapping, ignoring unknown keys.
 
+        An ``in_chans`` key, which every eosfm-written record carries, must agree with the
+        number of bands; a record without one takes ``len(bands)``.
+
         Raises:
-            ArtifactError: when a required key is missing or has the wrong type.
+            ArtifactError: when a required key is missing or has the wrong type, or
+                ``in_chans`` disagrees with the bands.
         """
         if not isinstance(data, dict):
             raise ArtifactError("specialist metadata is not a JSON object", where=where)
@@ -95,10 +112,20 @@ class SpecialistSpec:
         known = {f for f in cls.__dataclass_fields__}
         try:
             kwargs = {k: v for k, v in data.items() if k in known}
-            kwargs["in_chans"] = int(kwargs["in_chans"])
             kwargs["bands"] = [str(b) for b in kwargs["bands"]]
+            declared = int(data["in_chans"]) if "in_chans" in data else None
             kwargs["mean"] = [float(v) for v in kwargs["mean"]]
             kwargs["std"] = [float(v) for v in kwargs["std"]]
-            return cls(**kwargs)
         except (TypeError, ValueError) as err:
+            raise ArtifactError(f"malformed specialist metadata: {err}", where=where) from None
+        n = len(kwargs["bands"])
+        if declared is not None and declared != n:
+            raise ArtifactError(
+                f"bands has {n} entries for in_chans={declared}",
+                where=where,
+                hint="fix or re-export the specialist's metadata",
+            )
+        try:
+            return cls(**kwargs)
+        except TypeError as err:
             raise ArtifactError(f"malformed specialist metadata: {err}", where=where) from None

@@ -212,7 +212,8 @@ def export_ensemble(
         src = str(encoders_folder) if encoders_folder else "specialists/*/best.ckpt"
         print_dry_run(ctx, "export-ensemble", [src], [str(target), "manifest.json"])
         return None
-    from eosfm_cli.models.ensemble_file import save_ensemble, save_reference
+    from eosfm_cli.models.native_file import save_ensemble
+    from eosfm_cli.models.reference_file import save_reference
 
     parsed = parse_bands_option(bands or [])
     # Every source is read and checked before the workspace is touched: a missing, corrupt or

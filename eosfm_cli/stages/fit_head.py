@@ -49,7 +49,8 @@ def ensemble_file(ctx: StageContext, ensemble: Path | None) -> Path:
             where=str(path),
             hint="run `eosfm export-ensemble` first, or pass --ensemble FILE",
         )
-    from eosfm_cli.models.ensemble_file import detect_format, read_metadata
+    from eosfm_cli.models.ensemble_file import detect_format
+    from eosfm_cli.models.native_file import read_metadata
 
     # Cheap checks first (no tensor is read): a wrong or truncated file fails in milliseconds.
     if detect_format(path) == "native":
@@ -137,7 +138,8 @@ def build_model(ctx: StageContext, ens: Path, cfg: Any) -> Any:
     from eosfm_cli.models.generalist import build_generalist
 
     if cfg.k is not None:
-        from eosfm_cli.models.ensemble_file import detect_format, load_any, read_metadata
+        from eosfm_cli.models.ensemble_file import detect_format, load_any
+        from eosfm_cli.models.native_file import read_metadata
 
         specs = (
             read_metadata(ens)
@@ -325,7 +327,7 @@ def fit_head(
             return None  # a DDP rank other than 0: rank 0 writes
         result.cache = cache_reason
         from eosfm_cli.io import atomic_write_json
-        from eosfm_cli.models.generalist import save_head_run
+        from eosfm_cli.models.head_file import save_head_run
 
         # head.json, written last, marks a finished run (as specialist.json does).
         atomic_write_json(folder / "metrics.json", result.metrics)

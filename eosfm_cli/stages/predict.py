@@ -802,7 +802,7 @@ def predict(
         try:
             head_dir = find_head_run(ctx, run)
             run_s = str(ctx.workspace.relative(head_dir))
-            from eosfm_cli.models.generalist import read_head_meta
+            from eosfm_cli.models.head_file import read_head_meta
 
             if (read_head_meta(head_dir).get("config") or {}).get("task") == "detection":
                 suffix = ".gpkg"
@@ -818,7 +818,7 @@ def predict(
         return None
     _check_options(tile, overlap, batch_size)
     folder = find_head_run(ctx, run)
-    from eosfm_cli.models.generalist import read_head_meta
+    from eosfm_cli.models.head_file import read_head_meta
 
     meta = read_head_meta(folder)
     cfg = meta.get("config") or {}
@@ -852,7 +852,7 @@ def predict(
         out_path = vector_output(out_path)
     preview_path = out_path.with_suffix(".png")
 
-    from eosfm_cli.models.generalist import load_generalist
+    from eosfm_cli.models.head_file import load_generalist
 
     with ctx.workspace.stage_run(
         "predict", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions

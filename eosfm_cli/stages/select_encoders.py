@@ -101,7 +101,7 @@ def select_encoders(
 def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -> dict[str, Any]:
     from eosfm_cli.head_runs import load_head_run
     from eosfm_cli.io import atomic_write_json, sha256_file
-    from eosfm_cli.models.ensemble_file import load_ensemble, save_ensemble
+    from eosfm_cli.models.native_file import load_ensemble, save_ensemble
     from eosfm_cli.stages.fit_head import feature_loader, prepare_features
 
     folder = ctx.workspace.path("heads", run_name)

@@ -185,7 +185,6 @@ def train_specialist(
         sspec = SpecialistSpec(
             name=name,
             backbone=ctx.profile.model.backbone,
-            in_chans=len(cfg.bands),
             bands=list(cfg.bands),
             mean=mean,
             std=std,
