@@ -17,20 +17,16 @@ from rasterio.windows import Window
 from eosfm_cli.context import StageContext, resolve
 from eosfm_cli.data.synthetic import S2_BANDS, generate, large_scene_path
 from eosfm_cli.errors import ArtifactError, DataError, ProfileError, WorkspaceError
+from eosfm_cli.inference import heads as predict_mod
+from eosfm_cli.inference.raster import open_source
+from eosfm_cli.inference.strips import StripAccumulator
+from eosfm_cli.inference.tiling import TileGrid, blend_ramp, blend_window
 from eosfm_cli.models.head_file import load_generalist
-from eosfm_cli.stages import predict as predict_mod
 from eosfm_cli.stages.export_ensemble import export_ensemble
 from eosfm_cli.stages.fit_head import fit_head
-from eosfm_cli.stages.predict import (
-    StripAccumulator,
-    TileGrid,
-    blend_ramp,
-    blend_window,
-    open_source,
-    predict,
-    tile_origins,
-)
+from eosfm_cli.stages.predict import predict
 from eosfm_cli.stages.train_specialist import train_specialist
+from eosfm_cli.tiles import tile_starts as tile_origins
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "profiles" / "default.yaml"

@@ -15,16 +15,12 @@ from rasterio.transform import Affine
 from training_helpers import dior_head_ctx
 
 from eosfm_cli.errors import ProfileError
-from eosfm_cli.stages.predict import Quicklook, TileGrid, open_source, predict
-from eosfm_cli.stages.predict_boxes import (
-    Boxes,
-    box_polygons,
-    detect_tiles,
-    keep_owned,
-    ownership,
-    suppress,
-    vector_output,
-)
+from eosfm_cli.inference.boxes import Boxes, detect_tiles, keep_owned, ownership, suppress
+from eosfm_cli.inference.raster import open_source
+from eosfm_cli.inference.tiling import TileGrid
+from eosfm_cli.inference.vectors import box_polygons
+from eosfm_cli.stages.predict import predict, vector_output
+from eosfm_cli.viz.previews import Quicklook
 
 TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4200000.0)
 CRS_UTM = CRS.from_epsg(32633)

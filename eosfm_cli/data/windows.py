@@ -25,7 +25,6 @@ name the key.
 from __future__ import annotations
 
 import difflib
-import math
 import random
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -39,6 +38,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.errors import DataError
+from eosfm_cli.tiles import tile_starts
 
 K = TypeVar("K", bound=Hashable)
 
@@ -82,13 +82,6 @@ class ImagePair:
     mask: Path
 
 
-def _starts(length: int, size: int) -> list[int]:
-    """Offsets of ``size``-long tiles covering ``[0, length)``, the last one flush with the end."""
-    if size >= length:
-        return [0]
-    return [min(i * size, length - size) for i in range(math.ceil(length / size))]
-
-
 def tile_windows(height: int, width: int, size: int | None) -> list[PatchWindow]:
     """Return a grid of ``size`` x ``size`` windows that covers the whole image.
 
@@ -105,7 +98,8 @@ def tile_windows(height: int, width: int, size: int | None) -> list[PatchWindow]
     if size is None:
         return [PatchWindow(0, 0, height, width)]
     h, w = min(size, height), min(size, width)
-    return [PatchWindow(r, c, h, w) for r in _starts(height, size) for c in _starts(width, size)]
+    rows, cols = tile_starts(height, size), tile_starts(width, size)
+    return [PatchWindow(r, c, h, w) for r in rows for c in cols]
 
 
 def random_windows(

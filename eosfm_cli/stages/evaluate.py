@@ -132,10 +132,11 @@ def evaluate_run(ctx: StageContext, name: str, loaded: Any = None) -> dict[str, 
     metrics["n_test"] = len(test)
     out_dir = ctx.workspace.path("eval", name)
     atomic_write_json(out_dir / "metrics.json", metrics)
-    from eosfm_cli import plots
+    from eosfm_cli.viz.metrics import confusion_png, per_class_png
+    from eosfm_cli.viz.samples import overlays_png
 
     if confusion is not None:
-        plots.confusion_png(
+        confusion_png(
             out_dir / "confusion.png",
             metrics["confusion_matrix"],
             list(spec.classes),
@@ -144,8 +145,8 @@ def evaluate_run(ctx: StageContext, name: str, loaded: Any = None) -> dict[str, 
     per_class = metrics.get("iou_per_class") or metrics.get("f1_per_class")
     if per_class:
         label = "IoU" if "iou_per_class" in metrics else "F1"
-        plots.per_class_png(out_dir / "per_class.png", per_class, list(spec.classes), label)
-    plots.overlays_png(
+        per_class_png(out_dir / "per_class.png", per_class, list(spec.classes), label)
+    overlays_png(
         out_dir / "overlays.png", samples, model.cfg.input_bands, list(spec.classes), spec.task
     )
     info(
@@ -166,9 +167,10 @@ def _evaluate_detection(
     import torch
     from torchmetrics.detection import MeanAveragePrecision
 
-    from eosfm_cli import plots
     from eosfm_cli.io import atomic_write_json
     from eosfm_cli.training import make_loader
+    from eosfm_cli.viz.metrics import per_class_png
+    from eosfm_cli.viz.samples import detections_png
 
     per_class = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True)
     samples: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
@@ -195,12 +197,10 @@ def _evaluate_detection(
     metrics["n_test"] = len(test)
     out_dir = ctx.workspace.path("eval", name)
     atomic_write_json(out_dir / "metrics.json", metrics)
-    plots.per_class_png(
+    per_class_png(
         out_dir / "per_class.png", [0.0 if v != v else v for v in ap], list(spec.classes), "AP"
     )
-    plots.detections_png(
-        out_dir / "overlays.png", samples, model.cfg.input_bands, list(spec.classes)
-    )
+    detections_png(out_dir / "overlays.png", samples, model.cfg.input_bands, list(spec.classes))
     info(f"[green]wrote[/green] eval/{name}/ (metrics.json, per_class.png, overlays.png)")
     return metrics
 
