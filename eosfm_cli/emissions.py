@@ -52,7 +52,7 @@ from rich.markup import escape
 from eosfm_cli.console import info, warn
 
 if TYPE_CHECKING:
-    from eosfm_cli.profiles import EmissionsConfig
+    from eosfm_cli.profile_schema import EmissionsConfig
     from eosfm_cli.workspace import Workspace
 
 MEASURE_POWER_SECS = 2.0

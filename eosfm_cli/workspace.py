@@ -43,7 +43,7 @@ from eosfm_cli.faults import crash_point
 from eosfm_cli.io import atomic_write_json, disk_error, now_iso
 
 if TYPE_CHECKING:
-    from eosfm_cli.profiles import EmissionsConfig
+    from eosfm_cli.profile_schema import EmissionsConfig
 
 SUBDIRS = (
     "specialists",

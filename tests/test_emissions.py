@@ -18,7 +18,7 @@ from eosfm_cli.context import StageContext
 from eosfm_cli.emissions import EmissionsRecord, env_rank_is_zero, track_emissions
 from eosfm_cli.errors import EosfmError, WorkspaceError
 from eosfm_cli.io import atomic_write_json
-from eosfm_cli.profiles import EmissionsConfig, Profile
+from eosfm_cli.profile_schema import EmissionsConfig, Profile
 from eosfm_cli.stages.emissions_report import (
     PAPER_EMISSIONS_KG,
     PAPER_ENERGY_KWH,
