@@ -8,7 +8,8 @@ from typing import Any
 
 from eosfm_cli.console import console
 from eosfm_cli.errors import ProfileError
-from eosfm_cli.profiles import DatasetConfig, Profile, dump_yaml, load_profile
+from eosfm_cli.profile_schema import DatasetConfig, Profile
+from eosfm_cli.profiles import dump_yaml, load_profile
 from eosfm_cli.workspace import Workspace
 
 PACKAGE_PROFILES = Path(__file__).resolve().parents[1] / "profiles"

@@ -27,7 +27,7 @@ def find_head_run(ctx: StageContext, run: str | None) -> Path:
         WorkspaceError: when the workspace holds no head run.
     """
     base = ctx.workspace.root / "heads"
-    runs = sorted(p.parent.name for p in base.glob("*/head.json")) if base.is_dir() else []
+    runs = head_run_names(ctx)
     if run is not None:
         if (Path(run) / "head.json").is_file():
             return Path(run)
@@ -55,6 +55,12 @@ def find_head_run(ctx: StageContext, run: str | None) -> Path:
     )
     info(f"using head run {newest!r}, the newest of {len(runs)} ({', '.join(runs)}); pass --run")
     return base / newest
+
+
+def head_run_names(ctx: StageContext) -> list[str]:
+    """The finished head runs of the workspace (those with a ``head.json``), sorted by name."""
+    base = ctx.workspace.root / "heads"
+    return sorted(p.parent.name for p in base.glob("*/head.json")) if base.is_dir() else []
 
 
 def fitted_order(ctx: StageContext) -> list[str]:
@@ -85,29 +91,11 @@ def load_head_run(
         ``(generalist, head meta, experiment spec, {split: dataset}, task module)``.
     """
     from eosfm_cli.data.registry import get_experiment
-    from eosfm_cli.data.splits import load_splits
+    from eosfm_cli.downstream import downstream_splits, head_module
     from eosfm_cli.models.head_file import load_generalist
-    from eosfm_cli.tasks import head_task
 
     model, meta = load_generalist(ctx.workspace.path("heads", name), ensemble)
     spec = get_experiment(meta["dataset"])
-    datasets = load_splits(
-        spec,
-        Path(meta["root"]),
-        model.cfg.input_bands,
-        list(spec.classes),
-        seed=ctx.profile.data.split_seed,
-        patch_size=spec.patch_size,
-        ignore_index=spec.ignore_index,
-    )
-    module = head_task(
-        spec.task,
-        model,
-        classes=list(spec.classes),
-        loss=spec.loss,
-        ignore_index=spec.ignore_index,
-        lr=1e-3,
-        weight_decay=0.0,
-        max_epochs=1,
-    )
+    datasets = downstream_splits(ctx, spec, Path(meta["root"]), model.cfg.input_bands)
+    module = head_module(spec, model, lr=1e-3, weight_decay=0.0, max_epochs=1)
     return model, meta, spec, datasets, module

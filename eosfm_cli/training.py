@@ -64,7 +64,7 @@ def make_trainer(tcfg: Any, callbacks: list[Any], quiet: bool, **extra: Any) -> 
     """A Lightning Trainer from the profile's ``trainer`` section.
 
     Args:
-        tcfg: the :class:`~eosfm_cli.profiles.TrainerConfig`.
+        tcfg: the :class:`~eosfm_cli.profile_schema.TrainerConfig`.
         callbacks: Lightning callbacks.
         quiet: hide the progress bar.
         **extra: further Trainer arguments (logger, plugins, checkpointing...).

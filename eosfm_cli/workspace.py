@@ -45,7 +45,7 @@ from eosfm_cli.io import atomic_write_json, disk_error, now_iso
 from eosfm_cli.workspace_lock import WorkspaceLock, pid_alive
 
 if TYPE_CHECKING:
-    from eosfm_cli.profiles import EmissionsConfig
+    from eosfm_cli.profile_schema import EmissionsConfig
 
 SUBDIRS = (
     "specialists",

@@ -21,7 +21,7 @@ from eosfm_cli.emissions.report import PAPER_EMISSIONS_KG, PAPER_ENERGY_KWH
 from eosfm_cli.emissions.tracker import track_emissions
 from eosfm_cli.errors import EosfmError, WorkspaceError
 from eosfm_cli.io import atomic_write_json
-from eosfm_cli.profiles import EmissionsConfig, Profile
+from eosfm_cli.profile_schema import EmissionsConfig, Profile
 from eosfm_cli.stages.emissions_report import emissions_report
 from eosfm_cli.workspace import Workspace
 

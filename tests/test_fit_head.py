@@ -290,7 +290,7 @@ def test_evaluate_reports_detection_map_and_draws_boxes(detection_ws: Path) -> N
 
 
 def test_dataset_flag_brings_that_datasets_bands(tmp_path: Path) -> None:
-    from eosfm_cli.stages.fit_head import downstream_spec
+    from eosfm_cli.downstream import downstream_spec
 
     sets = [f"downstream.root={DIOR}"]
     # default.yaml's downstream.bands (B02, B03, B04, B08) belong to its synthetic_seg task.

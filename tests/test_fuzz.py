@@ -23,7 +23,8 @@ from eosfm_cli.models.ensemble_file import detect_format, load_any
 from eosfm_cli.models.native_file import read_metadata, save_ensemble
 from eosfm_cli.models.reference_file import load_reference
 from eosfm_cli.models.spec import SpecialistSpec
-from eosfm_cli.profiles import Profile, apply_overrides, load_profile, validate
+from eosfm_cli.profile_schema import Profile
+from eosfm_cli.profiles import apply_overrides, load_profile, validate
 
 FUZZ = settings(
     max_examples=150,

@@ -14,8 +14,9 @@ import pytest
 import torch
 from reliability_helpers import SYNTHETIC, cli, link_copy, write_tiny_profile
 
+from eosfm_cli.artifact_names import artifact_name
 from eosfm_cli.errors import ProfileError
-from eosfm_cli.profiles import artifact_name, load_profile
+from eosfm_cli.profiles import load_profile
 
 PACKAGE = Path(__file__).resolve().parents[1] / "eosfm_cli"
 

@@ -15,7 +15,7 @@ from eosfm_cli.errors import DataError, ProfileError
 
 if TYPE_CHECKING:
     from eosfm_cli.data.registry import ExperimentSpec
-    from eosfm_cli.profiles import DataConfig, Profile
+    from eosfm_cli.profile_schema import DataConfig, Profile
 
 SPLITS = ("train", "val", "test")
 

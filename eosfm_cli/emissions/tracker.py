@@ -57,7 +57,7 @@ from eosfm_cli.emissions.measurement_mode import describe_mode
 from eosfm_cli.emissions.record import EmissionsRecord
 
 if TYPE_CHECKING:
-    from eosfm_cli.profiles import EmissionsConfig
+    from eosfm_cli.profile_schema import EmissionsConfig
 
 MEASURE_POWER_SECS = 2.0
 """Seconds between two power samples (CodeCarbon's default of 15 s is too coarse)."""

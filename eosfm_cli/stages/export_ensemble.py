@@ -22,38 +22,19 @@ from rich.table import Table
 
 from eosfm_cli.console import console, info, warn
 from eosfm_cli.context import StageContext, print_dry_run
-from eosfm_cli.errors import ArtifactError, BandError, WorkspaceError
+from eosfm_cli.ensemble_sources import (
+    folder_specialists,
+    param_bytes,
+    parse_bands_option,
+    workspace_specialists,
+)
+from eosfm_cli.errors import ArtifactError
 
 FORMATS = ("safetensors", "pth")
 
 
-def parse_bands_option(values: list[str], names: list[str] | None = None) -> Any:
-    """Parse repeatable ``--bands``: ``NAME=B1,B2`` pairs, or plain lists in specialist order.
-
-    Returns:
-        A dict name → band list, or a list of band lists (positional), or ``None``.
-    """
-    if not values:
-        return None
-    from eosfm_cli.bands import expand_bands
-
-    if all("=" in v for v in values):
-        return {k.strip(): expand_bands(v) for k, v in (x.split("=", 1) for x in values)}
-    if any("=" in v for v in values):
-        raise BandError(
-            "mix of NAME=BANDS and plain --bands values",
-            where="--bands",
-            hint="use NAME=B04,B03,B02 for every specialist, or plain lists in order",
-        )
-    return [expand_bands(v) for v in values]
-
-
 def _param_count(state: dict[str, Any]) -> int:
     return int(sum(int(v.numel()) for v in state.values()))
-
-
-def _param_bytes(state: dict[str, Any]) -> int:
-    return int(sum(int(v.numel()) * int(v.element_size()) for v in state.values()))
 
 
 def specialist_table(entries: list[tuple[Any, dict[str, Any]]], title: str) -> Table:
@@ -73,75 +54,6 @@ def specialist_table(entries: list[tuple[Any, dict[str, Any]]], title: str) -> T
             metrics or "-",
         )
     return table
-
-
-def _workspace_entries(ctx: StageContext, only: str | None) -> tuple[list[Any], dict[str, str]]:
-    import json
-
-    from eosfm_cli.io import sha256_file
-    from eosfm_cli.models.checkpoints import encoder_weights, load_checkpoint_file
-    from eosfm_cli.models.spec import SpecialistSpec
-
-    names = ctx.workspace.list_specialists()
-    if only:
-        wanted = [n.strip() for n in only.split(",") if n.strip()]
-        missing = [n for n in wanted if n not in names]
-        if missing:
-            raise WorkspaceError(
-                f"no finished specialist named {', '.join(missing)}",
-                where=str(ctx.workspace.root / "specialists"),
-                hint=f"available: {', '.join(names) or 'none'}",
-            )
-        names = wanted
-    if not names:
-        raise WorkspaceError(
-            "no specialists to export",
-            where=str(ctx.workspace.root / "specialists"),
-            hint="train some with `eosfm train-specialist --dataset NAME`, "
-            "or pass --encoders-folder DIR",
-        )
-    entries, inputs = [], {}
-    for name in names:
-        folder = ctx.workspace.specialist_dir(name)
-        meta = json.loads((folder / "specialist.json").read_text())
-        spec = SpecialistSpec.from_dict(meta, where=str(folder / "specialist.json"))
-        ckpt_path = folder / "best.ckpt"
-        if not ckpt_path.is_file():
-            ckpt_path = folder / "last.ckpt"
-        ckpt = load_checkpoint_file(ckpt_path)
-        weights = encoder_weights(ckpt.get("state_dict", {}), str(ckpt_path))
-        entries.append((spec, weights))
-        inputs[ctx.workspace.relative(ckpt_path)] = sha256_file(ckpt_path)
-    return entries, inputs
-
-
-def _folder_entries(folder: Path, bands: Any) -> tuple[list[Any], dict[str, str]]:
-    from eosfm_cli.io import sha256_file
-    from eosfm_cli.models.checkpoints import (
-        checkpoint_run_name,
-        find_run_checkpoints,
-        specialist_from_checkpoint,
-    )
-
-    paths = find_run_checkpoints(folder)
-    names = [checkpoint_run_name(p) for p in paths]
-    counts = {n: names.count(n) for n in names}
-    seen: dict[str, int] = {}
-    entries, inputs = [], {}
-    for i, path in enumerate(paths):
-        name = names[i]
-        if counts[name] > 1:
-            seen[name] = seen.get(name, 0) + 1
-            name = f"{name}_{seen[name]}"
-        given = bands.get(names[i]) if isinstance(bands, dict) else None
-        if isinstance(bands, list) and i < len(bands):
-            given = bands[i]
-        spec, weights = specialist_from_checkpoint(path, name=name, bands=given)
-        for note in spec.assumed:
-            warn(f"{spec.name}: {note}")
-        entries.append((spec, weights))
-        inputs[str(path)] = sha256_file(path)
-    return entries, inputs
 
 
 def inspect_ensemble(
@@ -219,15 +131,15 @@ def export_ensemble(
     # Every source is read and checked before the workspace is touched: a missing, corrupt or
     # unsafe checkpoint leaves no trace in it.
     if encoders_folder is not None:
-        entries, inputs = _folder_entries(encoders_folder, parsed)
+        entries, inputs = folder_specialists(encoders_folder, parsed)
         if only:
             keep = {n.strip() for n in only.split(",")}
             entries = [e for e in entries if e[0].name in keep]
     else:
-        entries, inputs = _workspace_entries(ctx, only)
+        entries, inputs = workspace_specialists(ctx, only)
     from eosfm_cli.io import check_space
 
-    check_space(target, sum(_param_bytes(e[1]) for e in entries))
+    check_space(target, sum(param_bytes(e[1]) for e in entries))
     with ctx.workspace.stage_run(
         "export-ensemble", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
     ) as run:

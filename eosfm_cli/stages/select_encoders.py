@@ -15,40 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from eosfm_cli.artifact_names import artifact_name
 from eosfm_cli.console import console, info
 from eosfm_cli.context import StageContext, print_dry_run
+from eosfm_cli.downstream import downstream_spec, ensemble_file
 from eosfm_cli.errors import ArtifactError, ProfileError
-
-
-def score_split(module: Any, loader: Any, drop: frozenset[int] = frozenset()) -> dict[str, Any]:
-    """The task's metrics of a head module over a loader, with some specialists zeroed."""
-    import torch
-
-    module.eval()
-    if module.hparams["task"] == "detection":
-        with torch.inference_mode(), module.model.dropping(drop):
-            for i, batch in enumerate(loader):
-                module.test_step(batch, i)
-        return dict(module.compute_split_metrics("test"))
-    with torch.inference_mode():
-        for batch in loader:
-            target = module.target(batch)
-            if "features" in batch:
-                size = (
-                    (int(target.shape[-2]), int(target.shape[-1])) if target.dim() >= 3 else (0, 0)
-                )
-                out = module.model.head_forward(
-                    batch["features"], size, batch.get("features2"), drop
-                )
-            else:
-                x = batch["image"]
-                feats = module.model.specialist_features(x)
-                feats2 = (
-                    module.model.specialist_features(batch["image2"]) if "image2" in batch else None
-                )
-                out = module.model.head_forward(feats, tuple(x.shape[-2:]), feats2, drop)
-            module.update_metrics("test", out, target)
-    return dict(module.compute_split_metrics("test"))
+from eosfm_cli.head_features import feature_key, feature_loader, prepare_features
+from eosfm_cli.head_runs import load_head_run
+from eosfm_cli.head_scoring import score_split
+from eosfm_cli.head_training import fit_head_run, print_head_result
 
 
 def select_encoders(
@@ -68,8 +43,6 @@ def select_encoders(
     Returns:
         The selection record, or ``None`` for a dry run.
     """
-    from eosfm_cli.stages.fit_head import downstream_spec, ensemble_file, fit_head
-
     k = k if k is not None else ctx.profile.ensemble.max_encoders
     if k is None:
         raise ProfileError(
@@ -80,7 +53,7 @@ def select_encoders(
     if k < 1:
         raise ProfileError(f"K must be at least 1 (got {k})", where="--k")
     name = ctx.profile.ensemble.name
-    spec, _, _ = downstream_spec(ctx, None)
+    spec, root, bands = downstream_spec(ctx, None)
     run_name = from_run or f"select-{spec.name}-k{k}"
     pruned = ctx.workspace.path("ensembles", f"{name}-k{k}.safetensors")
     if ctx.dry_run:
@@ -93,16 +66,19 @@ def select_encoders(
         return None
     ens = ensemble_file(ctx, ensemble)
     if from_run is None:
+        # The gates are learnt by a fit-head run of their own (recorded as such), with K
+        # written into the profile it records.
         ctx.profile.ensemble.max_encoders = k
-        fit_head(ctx, ensemble=ens, run=run_name, k=k)
+        run = artifact_name(run_name, "--run")
+        head = fit_head_run(ctx, spec, root, bands, ens, run, freeze=True, k=k)
+        if head is not None:
+            print_head_result(head)
     return _select(ctx, ens, run_name, k, pruned)
 
 
 def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -> dict[str, Any]:
-    from eosfm_cli.head_runs import load_head_run
     from eosfm_cli.io import atomic_write_json, sha256_file
     from eosfm_cli.models.native_file import load_ensemble, save_ensemble
-    from eosfm_cli.stages.fit_head import feature_loader, prepare_features
 
     folder = ctx.workspace.path("heads", run_name)
     model, meta, spec, datasets, module = load_head_run(ctx, run_name, ens)
@@ -118,19 +94,7 @@ def _select(ctx: StageContext, ens: Path, run_name: str, k: int, pruned: Path) -
     with ctx.workspace.stage_run(
         "select-encoders", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
     ) as record:
-        key = {
-            "ensemble_sha256": meta["ensemble_sha256"],
-            "dataset": spec.name,
-            "root": str(Path(meta["root"]).resolve()),
-            "bands": model.cfg.input_bands,
-            "split_seed": ctx.profile.data.split_seed,
-            "levels": model.levels,
-            "options": {
-                k2: v
-                for k2, v in model.cfg.ensemble_options.items()
-                if k2 in ("min_coverage", "tolerance_nm", "force", "ablate", "precision")
-            },
-        }
+        key = feature_key(ctx, model, meta["ensemble_sha256"], spec.name, Path(meta["root"]))
         data, _ = prepare_features(ctx, model, datasets, key, use_cache=model.cfg.freeze)
         monitor = module.monitor.split("/", 1)[1]
         loader = feature_loader(data["val"], ctx.profile.trainer.batch_size, 0, False, 0)

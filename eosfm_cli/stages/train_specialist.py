@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eosfm_cli.artifact_names import artifact_name
 from eosfm_cli.console import Verbosity, info
 from eosfm_cli.context import StageContext, dataset_root, print_dry_run
 from eosfm_cli.data.splits import build_splits
 from eosfm_cli.distributed import end_distributed, is_rank_zero
 from eosfm_cli.errors import ProfileError, WorkspaceError
-from eosfm_cli.profiles import artifact_name
 from eosfm_cli.summaries import print_metrics, scalar_metrics
 
 
