@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import socket
 import subprocess
@@ -535,3 +536,34 @@ def test_cli_emissions_report(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "of the paper's 76.05 kWh" in res.output.replace("\n", " ")
     assert (ws.root / "reports" / "emissions.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("kwh", "unit"), [(2.5e-5, "mWh"), (3e-4, "mWh"), (0.004, "Wh"), (2.0, "kWh"), (5e3, "MWh")]
+)
+def test_emissions_figure_picks_a_readable_energy_unit(kwh: float, unit: str) -> None:
+    from eosfm_cli.emissions.figure import draw_report
+
+    stages = {
+        name: {"energy_kwh": kwh * f, "emissions_kg": 0.0, "runs": 1}
+        for name, f in (("train-specialist", 1.0), ("fit-head", 0.37), ("predict", 0.021))
+    }
+    report = {
+        "by_stage": stages,
+        "by_specialist": {"eurosat_s2": {"energy_kwh": kwh, "emissions_kg": 0.0, "runs": 1}},
+        "runs": [{}],
+        "cumulative": [],
+        "totals": {"energy_kwh": kwh, "emissions_kg": 0.0, "runs": 3},
+        "paper": {"energy_pct": 0.0},
+    }
+    fig = draw_report(report)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:2]:
+        assert ax.get_xlabel() == unit and f"({unit})" in ax.get_title()
+        ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+        assert 2 <= len(ticks) <= 6
+        boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.x0)
+        assert all(a.x1 < b.x0 for a, b in itertools.pairwise(boxes)), [t.get_text() for t in ticks]
+        # The labels are short numbers, not 0.000025-style strings.
+        assert all(len(t.get_text()) <= 5 for t in ticks)
