@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eosfm_cli.console import warn
 from eosfm_cli.distributed import is_rank_zero
 from eosfm_cli.errors import WorkspaceError
 from eosfm_cli.faults import crash_point
@@ -326,8 +327,21 @@ class Workspace:
                     return
             data["runs"].append(entry)
 
-        with contextlib.suppress(WorkspaceError):
+        try:
             self._update_manifest(_set)
+        except WorkspaceError as err:
+            if status != "ok":
+                # The body's own exception is what the user must see; say the rest in a line.
+                warn(
+                    f"the manifest entry of this {status} run could not be written ({err.message})"
+                )
+                return
+            raise WorkspaceError(
+                f"{run.stage} finished and wrote its outputs, but manifest.json could not be "
+                f"updated ({err.message}); the run shows as interrupted",
+                where=str(self.manifest_path),
+                hint=err.hint or "fix the workspace and run the stage again",
+            ) from err
 
     def _clean_tmp(self) -> None:
         """Remove temporary files that a killed writer left behind."""

@@ -169,3 +169,55 @@ def test_lock_is_taken_only_outside_the_folder_guard(tmp_path: Path) -> None:
     thread.join()
     assert lock.held and json.loads((tmp_path / ".lock").read_text())["stage"] == "stage"
     lock.release()
+
+
+def test_a_failed_final_manifest_write_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from eosfm_cli.errors import WorkspaceError
+    from eosfm_cli.io import disk_error
+
+    ws = Workspace(tmp_path / "ws")
+    real = Workspace._update_manifest
+    calls = []
+
+    def full_disk_at_the_end(self: Workspace, fn: object) -> None:
+        calls.append(fn)
+        if len(calls) == 2:  # the entry that marks the run finished
+            raise disk_error(OSError(errno.ENOSPC, "full"), self.manifest_path)
+        real(self, fn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Workspace, "_update_manifest", full_disk_at_the_end)
+    with (
+        pytest.raises(WorkspaceError, match=r"manifest\.json could not be updated"),
+        ws.stage_run("export-ensemble") as run,
+    ):
+        run.outputs.append("ensembles/e.safetensors")
+    monkeypatch.setattr(Workspace, "_update_manifest", real)
+    # Still "running" on file: once this process is gone it reads as interrupted.
+    assert [r["status"] for r in ws.read_manifest()["runs"]] == ["running"]
+    assert not (ws.root / ".lock").exists()
+
+
+def test_a_failed_manifest_write_after_a_failed_body_keeps_the_body_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from eosfm_cli.io import disk_error
+
+    ws = Workspace(tmp_path / "ws")
+    real = Workspace._update_manifest
+    calls = []
+
+    def full_disk_at_the_end(self: Workspace, fn: object) -> None:
+        calls.append(fn)
+        if len(calls) == 2:
+            raise disk_error(OSError(errno.ENOSPC, "full"), self.manifest_path)
+        real(self, fn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Workspace, "_update_manifest", full_disk_at_the_end)
+    with pytest.raises(ValueError, match="boom"), ws.stage_run("export-ensemble"):
+        raise ValueError("boom")
