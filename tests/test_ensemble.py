@@ -377,3 +377,65 @@ def test_importing_the_package_does_not_import_torch() -> None:
         "from eosfm_cli.models import EosFM; assert 'torch' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_feature_info_describes_the_pyramid_like_timm() -> None:
+    from eosfm_cli.models.heads import feature_channels, feature_reductions
+
+    specs = [
+        _spec_for_feature_info("a", ["B04", "B03", "B02"]),
+        _spec_for_feature_info("b", ["VV", "VH"]),
+    ]
+    states = [_random_weights(s) for s in specs]
+    enc = EosFM(specs, states, ["B02", "B03", "B04", "VV", "VH"])
+    info = enc.feature_info
+    assert info.channels() == enc.out_channels == [80, 160, 320, 640]
+    assert info.reduction() == enc.reductions == [4, 8, 16, 32]
+    assert info.channels(-1) == 640 and info.reduction([0, 1]) == [4, 8]
+    assert len(info) == 4 and info[0]["num_chs"] == 80 and info.module_name(0) == "level0"
+    assert [d["reduction"] for d in info.get_dicts()] == [4, 8, 16, 32]
+    assert feature_channels(enc) == enc.out_channels and feature_reductions(enc) == enc.reductions
+    # A decoder built from feature_info alone, the way segmentation_models_pytorch builds one
+    # from an encoder's out_channels and strides: it must fit the real features.
+    decoder = _TinyUnetDecoder(info.channels(), info.reduction(), classes=3)
+    x = torch.rand(2, 5, 64, 64) * 1000
+    with torch.inference_mode():
+        out = decoder(enc(x))
+    assert out.shape == (2, 3, 64, 64)
+
+
+def _spec_for_feature_info(name: str, bands: list[str]) -> SpecialistSpec:
+    return SpecialistSpec(
+        name=name,
+        backbone="convnextv2_atto",
+        bands=bands,
+        mean=[0.0] * len(bands),
+        std=[1.0] * len(bands),
+    )
+
+
+def _random_weights(spec: SpecialistSpec) -> dict[str, torch.Tensor]:
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model(spec.backbone, features_only=True, in_chans=spec.in_chans)
+    return model.state_dict()
+
+
+class _TinyUnetDecoder(torch.nn.Module):
+    """Top-down decoder configured only from per-level channels and strides."""
+
+    def __init__(self, channels: list[int], reductions: list[int], classes: int) -> None:
+        super().__init__()
+        width = 32
+        self.lateral = torch.nn.ModuleList(torch.nn.Conv2d(c, width, 1) for c in channels)
+        self.out = torch.nn.Conv2d(width, classes, 3, padding=1)
+        self.first_stride = reductions[0]
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        y = self.lateral[-1](feats[-1])
+        for lat, f in zip(self.lateral[-2::-1], feats[-2::-1], strict=True):
+            y = F.interpolate(y, size=f.shape[-2:], mode="nearest") + lat(f)
+        return F.interpolate(self.out(y), scale_factor=self.first_stride, mode="bilinear")

@@ -11,8 +11,8 @@ are named by the caller, and for each specialist:
 
 The pyramids of the active specialists are concatenated level by level (optionally normalised
 per specialist first, and optionally fused by a 1x1 convolution), so the ensemble looks like a
-single timm ``features_only`` encoder with :attr:`EosFM.out_channels` and
-:attr:`EosFM.reductions`.
+single timm ``features_only`` encoder: :attr:`EosFM.out_channels`, :attr:`EosFM.reductions`
+and a timm-style :attr:`EosFM.feature_info` (``.channels()``, ``.reduction()``).
 
 Example:
     >>> from eosfm_cli.models import EosFM
@@ -42,6 +42,7 @@ from eosfm_cli.models.adaptation import (
 )
 from eosfm_cli.models.ensemble_file import load_active
 from eosfm_cli.models.ensemble_input import check_input, pad_to_multiple
+from eosfm_cli.models.feature_info import PyramidInfo
 from eosfm_cli.models.file_checks import check_entries
 from eosfm_cli.models.frozen_forward import FrozenForward, Precision
 from eosfm_cli.models.native_file import save_ensemble
@@ -183,6 +184,7 @@ class EosFM(nn.Module):
         self.feature_norms, self.fusion_layers, self.out_channels = merge_layers(
             self.specialist_channels, self.normalization_type, fusion == "conv1x1", fuse_to_mult
         )
+        self.feature_info = PyramidInfo(self.out_channels, self.reductions)
 
         if freeze:
             self.specialists.requires_grad_(False)

@@ -20,7 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from eosfm_cli.errors import ArtifactError
-from eosfm_cli.models.heads import DenseHead, PooledHead, faster_rcnn
+from eosfm_cli.models.heads import (
+    DenseHead,
+    PooledHead,
+    faster_rcnn,
+    feature_channels,
+    feature_reductions,
+)
 from eosfm_cli.models.pyramid import fuse_levels
 from eosfm_cli.models.selection import EncoderGates
 
@@ -76,7 +82,7 @@ class Generalist(nn.Module):
         self._drop: frozenset[int] = frozenset()
         n = len(encoder.active_indices)  # type: ignore[arg-type]
         self.gates = EncoderGates(n, cfg.k, cfg.gate) if cfg.k else None  # type: ignore[arg-type]
-        channels = list(encoder.out_channels)  # type: ignore[arg-type]
+        channels = feature_channels(encoder)
         self.head: nn.Module
         if cfg.task in ("classification", "multilabel"):
             hidden = cfg.hidden_dim if cfg.head == "mlp" else 0
@@ -89,7 +95,7 @@ class Generalist(nn.Module):
             self.head = faster_rcnn(
                 self._fused_pyramid,
                 channels,
-                list(encoder.reductions),  # type: ignore[arg-type]
+                feature_reductions(encoder),
                 cfg.decoder_channels,
                 len(cfg.classes),
                 len(cfg.input_bands),
@@ -105,7 +111,7 @@ class Generalist(nn.Module):
     @property
     def levels(self) -> list[int]:
         """Pyramid levels the head reads: the deepest for pooled heads, all for dense ones."""
-        n = len(self.encoder.out_channels)  # type: ignore[arg-type]
+        n = len(feature_channels(self.encoder))
         return [n - 1] if self.cfg.task in ("classification", "multilabel") else list(range(n))
 
     def _fused_pyramid(self, x: Tensor) -> list[Tensor]:
