@@ -97,9 +97,9 @@ def evaluate_run(ctx: StageContext, name: str, loaded: Any = None) -> dict[str, 
     import torch
     import torchmetrics
 
+    from eosfm_cli.data.loaders import make_loader
     from eosfm_cli.head_runs import load_head_run
     from eosfm_cli.io import atomic_write_json
-    from eosfm_cli.training import make_loader
 
     model, _, spec, splits, module = loaded if loaded is not None else load_head_run(ctx, name)
     test = splits["test"]
@@ -167,8 +167,8 @@ def _evaluate_detection(
     from torchmetrics.detection import MeanAveragePrecision
 
     from eosfm_cli import plots
+    from eosfm_cli.data.loaders import make_loader
     from eosfm_cli.io import atomic_write_json
-    from eosfm_cli.training import make_loader
 
     per_class = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True)
     samples: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []

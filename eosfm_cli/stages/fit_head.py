@@ -357,7 +357,7 @@ def feature_loader(ds: Any, batch_size: int, num_workers: int, shuffle: bool, se
     import torch
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-    from eosfm_cli.training import make_loader
+    from eosfm_cli.data.loaders import make_loader
 
     if not hasattr(ds, "get_batch"):
         return make_loader(ds, batch_size, num_workers, shuffle, seed)
@@ -396,7 +396,8 @@ def train_head(
     from lightning.pytorch.callbacks import RichProgressBar
 
     from eosfm_cli.tasks import head_task
-    from eosfm_cli.training import crash_points_callback, make_trainer, quiet_lightning
+    from eosfm_cli.training.quiet import quiet_lightning
+    from eosfm_cli.training.trainer import crash_points_callback, make_trainer
 
     quiet_lightning(Verbosity.verbose)
     t = ctx.profile.trainer
