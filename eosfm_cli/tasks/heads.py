@@ -58,7 +58,7 @@ class HeadTask(EOTask):
         sparsity: float = 0.0,
         label_smoothing: float = 0.0,
     ) -> None:
-        classes = list(classes)  # the hyper-parameters hold whatever this name holds now
+        classes = list(classes)  # saved as a list: Lightning reads this frame's locals
         super().__init__(generalist)
 
     def configure_models(self, network: nn.Module | None) -> None:
