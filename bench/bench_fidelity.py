@@ -106,7 +106,7 @@ def run() -> dict[str, dict[str, Any]]:
     from eosfm_cli.context import resolve
     from eosfm_cli.stages.export_ensemble import export_ensemble
     from eosfm_cli.stages.select_encoders import select_encoders
-    from eosfm_cli.training import quiet_lightning
+    from eosfm_cli.training.quiet import quiet_lightning
 
     quiet_lightning()
     out: dict[str, dict[str, Any]] = {}

@@ -81,7 +81,7 @@ def _ours() -> Any:
 def throughput() -> dict[str, dict[str, Any]]:
     from torchgeo.trainers import ClassificationTask
 
-    from eosfm_cli.training import quiet_lightning
+    from eosfm_cli.training.quiet import quiet_lightning
 
     quiet_lightning()
     torch.manual_seed(0)

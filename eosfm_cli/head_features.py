@@ -136,7 +136,7 @@ def feature_loader(ds: Any, batch_size: int, num_workers: int, shuffle: bool, se
     import torch
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-    from eosfm_cli.training import make_loader
+    from eosfm_cli.data.loaders import make_loader
 
     if not hasattr(ds, "get_batch"):
         return make_loader(ds, batch_size, num_workers, shuffle, seed)

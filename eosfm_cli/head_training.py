@@ -138,7 +138,8 @@ def train_head(
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from eosfm_cli.training import crash_points_callback, make_trainer, quiet_lightning
+    from eosfm_cli.training.quiet import quiet_lightning
+    from eosfm_cli.training.trainer import crash_points_callback, make_trainer
 
     quiet_lightning(Verbosity.verbose)
     t = ctx.profile.trainer

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eosfm_cli.tasks import ClassificationTask, SegmentationTask, random_resized_crop
+from eosfm_cli.tasks import ClassificationTask, SegmentationTask
+from eosfm_cli.tasks.augment import random_resized_crop
 
 
 def _task(cls: type, **kw: object) -> object:

@@ -18,11 +18,11 @@ from training_helpers import check_specialist, run_training
 from eosfm_cli.data.base import DatasetRequest
 from eosfm_cli.data.detection import collate_detection
 from eosfm_cli.data.dior import ANNOTATION_DIR, CLASSES, build, class_key
+from eosfm_cli.data.loaders import make_loader
 from eosfm_cli.data.registry import EXPERIMENTS
 from eosfm_cli.errors import BandError, DataError
 from eosfm_cli.models.checkpoints import load_checkpoint_file, specialist_from_checkpoint
-from eosfm_cli.tasks import flip_detection
-from eosfm_cli.training import make_loader
+from eosfm_cli.tasks.augment import flip_detection
 
 ROOT = Path(__file__).resolve().parent / "data" / "dior"
 SPLITS = {"train": ["00001", "00002", "00003"], "val": ["00004"], "test": ["00005", "00006"]}

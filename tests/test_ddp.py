@@ -18,10 +18,10 @@ from reliability_helpers import DEFAULT, SYNTHETIC, cli, copy_synthetic, tiny_se
 from safetensors.torch import load_file
 
 from eosfm_cli.context import resolve
+from eosfm_cli.models.checkpoints import load_checkpoint_file
 from eosfm_cli.stages.export_ensemble import export_ensemble
 from eosfm_cli.stages.fit_head import fit_head
 from eosfm_cli.stages.train_specialist import train_specialist
-from eosfm_cli.training import load_checkpoint_file
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ from reliability_helpers import DEFAULT, HEAD_RUN, SYNTHETIC, tiny_sets
 from safetensors.torch import load_file
 
 from eosfm_cli.context import resolve
+from eosfm_cli.models.checkpoints import load_checkpoint_file
 from eosfm_cli.stages.fit_head import fit_head
 from eosfm_cli.stages.train_specialist import train_specialist
-from eosfm_cli.training import load_checkpoint_file
 
 
 def test_train_specialist_is_deterministic(tmp_path: Path, prepared_workspace: Path) -> None:

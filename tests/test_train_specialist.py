@@ -15,7 +15,7 @@ import torch
 from training_helpers import DEFAULT, REPO, SYNTHETIC, check_specialist, run_training
 
 from eosfm_cli.errors import DataError, WorkspaceError
-from eosfm_cli.training import load_checkpoint_file
+from eosfm_cli.models.checkpoints import load_checkpoint_file
 
 
 @pytest.mark.parametrize(

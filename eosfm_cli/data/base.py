@@ -16,7 +16,7 @@ registered in :mod:`eosfm_cli.data.registry`. Its samples are dicts:
 
 Samples whose keys do not stack into a batch (detection: ``N`` varies, and so may ``H, W``)
 come from a dataset with a ``collate_fn`` attribute, which
-:func:`eosfm_cli.training.make_loader` passes to its ``DataLoader``
+:func:`eosfm_cli.data.loaders.make_loader` passes to its ``DataLoader``
 (:func:`eosfm_cli.data.detection.collate_detection` for detection).
 
 Loaders read the dataset's real release layout under ``request.root`` and raise

@@ -1,7 +1,7 @@
 """Batching of object-detection samples, whose images may differ in size and box counts.
 
 A detection dataset exposes :func:`collate_detection` as its ``collate_fn`` attribute;
-:func:`eosfm_cli.training.make_loader` picks it up, so no stage needs to know the task.
+:func:`eosfm_cli.data.loaders.make_loader` picks it up, so no stage needs to know the task.
 """
 
 from __future__ import annotations

@@ -95,9 +95,9 @@ def evaluate_run(ctx: StageContext, name: str, loaded: Any = None) -> dict[str, 
         loaded: what :func:`~eosfm_cli.head_runs.load_head_run` returned for it
             (loaded here when ``None``).
     """
+    from eosfm_cli.data.loaders import make_loader
     from eosfm_cli.head_scoring import detection_test_scores, head_test_scores
     from eosfm_cli.io import atomic_write_json
-    from eosfm_cli.training import make_loader
 
     model, _, spec, splits, module = loaded if loaded is not None else load_head_run(ctx, name)
     test = splits["test"]

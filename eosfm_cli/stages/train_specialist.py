@@ -10,13 +10,12 @@ unfinished run, which ``--resume`` continues from ``last.ckpt``.
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eosfm_cli.artifact_names import artifact_name
-from eosfm_cli.console import Verbosity, info
+from eosfm_cli.console import info
 from eosfm_cli.context import StageContext, dataset_root, print_dry_run
 from eosfm_cli.data.splits import build_splits
 from eosfm_cli.distributed import end_distributed, is_rank_zero
@@ -44,29 +43,6 @@ class TrainResult:
     seconds: float
     epochs: int
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _statistics(
-    ctx: StageContext, spec: Any, train_ds: Any, root: Path
-) -> tuple[list[float], list[float], str]:
-    from eosfm_cli.training import band_statistics
-
-    cfg = ctx.profile.dataset
-    assert cfg is not None
-    bands = list(cfg.bands)
-    if spec.mean and all(b in spec.mean and b in spec.std for b in bands):
-        return [spec.mean[b] for b in bands], [spec.std[b] for b in bands], "literature"
-    key = {
-        "dataset": cfg.name,
-        "root": str(root.resolve()),
-        "split_seed": ctx.profile.data.split_seed,
-        "patch_size": cfg.patch_size,
-        "options": cfg.options,
-    }
-    mean, std = band_statistics(
-        train_ds, bands, ctx.workspace.path("cache", "stats"), key, write=is_rank_zero()
-    )
-    return mean, std, "train split (streaming pass)"
 
 
 def train_specialist(
@@ -112,31 +88,36 @@ def train_specialist(
             ],
         )
         return None
-    last = folder / "last.ckpt"
-    if resume and not last.is_file():
-        raise WorkspaceError(
-            "nothing to resume: no last.ckpt",
-            where=str(folder),
-            hint="run without --resume to start training",
-        )
-    if not resume and (folder / "specialist.json").is_file() and not overwrite:
-        raise WorkspaceError(
-            f"specialist {name!r} is already trained",
-            where=str(folder),
-            hint="pass --overwrite to retrain it, or --name to train another",
-        )
+    _refuse_to_clobber(folder, name, resume, overwrite)
     spec, datasets, root = build_splits(ctx.profile, ctx.source)
-    check_backbone(ctx.profile.model.backbone, f"{ctx.source}: model.backbone")
 
     import torch
 
+    from eosfm_cli.data.statistics import normalisation_statistics
     from eosfm_cli.tasks import task_class
+    from eosfm_cli.tasks.specialist import check_backbone
+    from eosfm_cli.training.specialist_fit import evaluate_checkpoint, fit_specialist
 
+    check_backbone(ctx.profile.model.backbone, f"{ctx.source}: model.backbone")
     task_cls = task_class(cfg.task)
     with ctx.workspace.stage_run(
         "train-specialist", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
     ) as run:
-        mean, std, stats_source = _statistics(ctx, spec, datasets["train"], root)
+        mean, std, stats_source = normalisation_statistics(
+            spec.mean,
+            spec.std,
+            datasets["train"],
+            list(cfg.bands),
+            ctx.workspace.path("cache", "stats"),
+            {
+                "dataset": cfg.name,
+                "root": str(root.resolve()),
+                "split_seed": ctx.profile.data.split_seed,
+                "patch_size": cfg.patch_size,
+                "options": cfg.options,
+            },
+            write=is_rank_zero(),
+        )
         torch.manual_seed(ctx.profile.seed)
         import lightning.pytorch as pl
 
@@ -166,17 +147,18 @@ def train_specialist(
             for stale in ("last.ckpt", "best.ckpt"):
                 with contextlib.suppress(FileNotFoundError):
                     (folder / stale).unlink()
-        result = _fit(ctx, model, datasets, folder, resume)
-        if result is None:  # interrupted: keep last.ckpt, write nothing final
+        tcfg, seed = ctx.profile.trainer, ctx.profile.seed
+        fit = fit_specialist(model, datasets, folder, tcfg, seed, resume)
+        if fit is None:  # interrupted: keep last.ckpt, write nothing final
             raise KeyboardInterrupt
-        trainer, seconds, best = result
+        trainer, seconds = fit.trainer, fit.seconds
         if trainer.world_size > 1:
             end_distributed()
         if not trainer.is_global_zero:
             return None  # rank 0 evaluates and writes; see eosfm_cli.distributed
         metrics = {
-            "val": model_metrics(trainer, model, datasets["val"], "val", best, ctx),
-            "test": model_metrics(trainer, model, datasets["test"], "test", best, ctx),
+            split: evaluate_checkpoint(model, datasets[split], split, fit.best, tcfg, seed)
+            for split in ("val", "test")
         }
         from eosfm_cli.io import atomic_write_json
         from eosfm_cli.models.spec import SpecialistSpec
@@ -229,139 +211,20 @@ def train_specialist(
     return res
 
 
-def check_backbone(backbone: str, where: str) -> None:
-    """Refuse a backbone timm does not know, before anything is written.
-
-    Raises:
-        ProfileError: naming the key and the closest timm names.
-    """
-    import difflib
-
-    import timm
-
-    if timm.is_model(backbone):
-        return
-    close = difflib.get_close_matches(backbone, timm.list_models(), n=3, cutoff=0.6)
-    raise ProfileError(
-        f"unknown timm backbone {backbone!r}",
-        where=where,
-        hint=f"did you mean {', '.join(close)}?" if close else "see timm.list_models()",
-    )
-
-
-def _fit(
-    ctx: StageContext, model: Any, datasets: dict[str, Any], folder: Path, resume: bool
-) -> tuple[Any, float, str] | None:
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger
-
-    from eosfm_cli.training import (
-        atomic_checkpoint_io,
-        crash_points_callback,
-        make_loader,
-        make_trainer,
-        quiet_lightning,
-    )
-
-    quiet_lightning(Verbosity.verbose)
-    tcfg = ctx.profile.trainer
-    folder.mkdir(parents=True, exist_ok=True)
-    best_cb = ModelCheckpoint(
-        dirpath=folder,
-        filename="best",
-        monitor=model.monitor,
-        mode=model.monitor_mode,
-        save_top_k=1,
-        enable_version_counter=False,
-        auto_insert_metric_name=False,
-    )
-    # Lightning's save_last only refreshes last.ckpt when a top-k checkpoint is saved; a
-    # second, unmonitored callback writes the latest state at the end of every epoch.
-    last_cb = ModelCheckpoint(
-        dirpath=folder,
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        every_n_epochs=1,
-        enable_version_counter=False,
-        auto_insert_metric_name=False,
-    )
-    callbacks: list[Any] = [best_cb, last_cb, crash_points_callback()]
-    if ctx.profile.trainer.ema_decay is not None:
-        # Validation, best.ckpt and the exported encoder use the averaged weights; the
-        # checkpoint keeps the raw ones too, so --resume continues the same run.
-        from lightning.pytorch.callbacks import EMAWeightAveraging
-
-        callbacks.append(EMAWeightAveraging(decay=ctx.profile.trainer.ema_decay))
-    if not Verbosity.quiet:
-        callbacks.append(RichProgressBar(leave=False))
-    loggers: list[Any] = [CSVLogger(save_dir=folder, name="logs", version="")]
-    with contextlib.suppress(ImportError, ModuleNotFoundError):
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=folder, name="logs", version="tb"))
-    trainer = make_trainer(
-        tcfg,
-        callbacks,
-        Verbosity.quiet,
-        logger=loggers,
-        plugins=[atomic_checkpoint_io()],
-        default_root_dir=folder,
-        limit_train_batches=tcfg.limit_train_batches,
-    )
-    seed = ctx.profile.seed
-    bs, nw = tcfg.batch_size, tcfg.num_workers
-    train_dl = make_loader(datasets["train"], bs, nw, True, seed)
-    val_dl = make_loader(datasets["val"], bs, nw, False, seed)
-    fit_model = model
-    if tcfg.compile:
-        import torch
-
-        fit_model = torch.compile(model)
-    start = time.perf_counter()
-    ckpt = str(folder / "last.ckpt") if resume else None
-    try:
-        trainer.fit(fit_model, train_dl, val_dl, ckpt_path=ckpt)
-    except SystemExit:
-        if trainer.interrupted:
-            return None
-        raise
-    if trainer.interrupted:
-        return None
-    seconds = time.perf_counter() - start
-    best = best_cb.best_model_path or str(folder / "last.ckpt")
-    return trainer, seconds, best
-
-
-def model_metrics(
-    trainer: Any, model: Any, ds: Any, split: str, ckpt: str, ctx: StageContext
-) -> dict[str, Any]:
-    """Evaluate the best checkpoint on one split and return the task's metrics.
-
-    A separate callback-free Trainer runs the evaluation: the fitting Trainer's checkpoint
-    callback would otherwise save ``last.ckpt`` again from the restored best weights.
-    """
-    import lightning.pytorch as pl
-
-    from eosfm_cli.models.checkpoints import load_checkpoint_file
-    from eosfm_cli.training import make_loader
-
-    model.load_state_dict(load_checkpoint_file(ckpt)["state_dict"])
-    t = ctx.profile.trainer
-    dl = make_loader(ds, t.batch_size, t.num_workers, False, ctx.profile.seed)
-    evaluator = pl.Trainer(
-        accelerator=t.accelerator,
-        devices=1,
-        precision=t.precision,  # type: ignore[arg-type]
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-    )
-    fn = evaluator.validate if split == "val" else evaluator.test
-    fn(model, dl, verbose=False)
-    return dict(model.epoch_metrics.get(split, {}))
+def _refuse_to_clobber(folder: Path, name: str, resume: bool, overwrite: bool) -> None:
+    """Refuse a resume without ``last.ckpt``, and a retrain of a finished specialist."""
+    if resume and not (folder / "last.ckpt").is_file():
+        raise WorkspaceError(
+            "nothing to resume: no last.ckpt",
+            where=str(folder),
+            hint="run without --resume to start training",
+        )
+    if not resume and (folder / "specialist.json").is_file() and not overwrite:
+        raise WorkspaceError(
+            f"specialist {name!r} is already trained",
+            where=str(folder),
+            hint="pass --overwrite to retrain it, or --name to train another",
+        )
 
 
 def _summary(res: TrainResult, ctx: StageContext) -> None:

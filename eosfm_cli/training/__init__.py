@@ -1,0 +1,1 @@
+"""Training plumbing of the stages that train: checkpoint IO, the Trainer, fitting a specialist."""
