@@ -61,6 +61,10 @@ def profile_validate(
 
 @handle_errors
 def datasets_list(
+    experiment: Annotated[
+        str | None,
+        typer.Argument(help="Describe one experiment: its classes, bands, layout, defaults."),
+    ] = None,
     profile: ProfileOpt = DEFAULT_PROFILE,
     set_: SetOpt = None,
     verbose: VerboseOpt = False,
@@ -69,7 +73,7 @@ def datasets_list(
     """List every experiment: task, bands, classes, and whether its data is present."""
     from eosfm_cli.stages.datasets import list_datasets
 
-    list_datasets(profile, set_ or [])
+    list_datasets(profile, set_ or [], experiment)
 
 
 @handle_errors

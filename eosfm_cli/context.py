@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,21 +67,33 @@ def find_dataset_profile(name: str, base_profile: Path) -> Path | None:
 
 
 def dataset_section(name: str) -> dict[str, Any]:
-    """Build a profile ``dataset:`` section from the registry (for experiments without a file)."""
+    """Build the profile ``dataset:`` section of an experiment from the registry.
+
+    It holds everything the registry states (name, task, bands, classes, loss, ignore index,
+    patch size, options); the experiment's profile file and ``--set`` are laid over it. An
+    experiment whose task, bands and classes come from the profile (``folder``) leaves those
+    keys out, so that a profile without them is refused as before.
+
+    Raises:
+        ProfileError: for an unknown experiment, with the closest valid name.
+    """
     from eosfm_cli.data.registry import get_experiment
+    from eosfm_cli.data.spec import ANY_TASK
 
     spec = get_experiment(name, where="--dataset")
-    section: dict[str, Any] = {
-        "name": spec.name,
-        "task": spec.task,
-        "bands": list(spec.bands),
-        "classes": list(spec.classes),
-        "loss": spec.loss,
-    }
+    section: dict[str, Any] = {"name": spec.name}
+    if spec.task != ANY_TASK:
+        section["task"] = spec.task
+    if spec.bands:
+        section["bands"] = list(spec.bands)
+    section["classes"] = list(spec.classes)
+    section["loss"] = spec.loss
     if spec.ignore_index is not None:
         section["ignore_index"] = spec.ignore_index
     if spec.patch_size is not None:
         section["patch_size"] = spec.patch_size
+    if spec.options:
+        section["options"] = copy.deepcopy(spec.options)
     return section
 
 
@@ -95,9 +109,11 @@ def resolve(
 ) -> StageContext:
     """Resolve the profile a stage runs with.
 
-    Order of precedence (last wins): the base profile and its includes; the dataset profile
-    ``datasets/<dataset>.yaml`` (or the registry entry) when ``dataset`` is given; ``--root``;
-    ``--set`` overrides; ``--workspace``.
+    Order of precedence (last wins): the base profile and its includes; when ``dataset`` is
+    given, the registry's entry of the experiment (which replaces the base's ``dataset``
+    section whole) and the experiment's profile ``datasets/<dataset>.yaml`` over it (its
+    ``dataset`` keys laid over the registry's); ``--root``; ``--set`` overrides;
+    ``--workspace``.
 
     Args:
         profile_path: the base profile.
@@ -114,14 +130,16 @@ def resolve(
     base = find_profile(profile_path)
     sets = list(overrides or [])
     overlay: Path | None = None
+    section: dict[str, Any] | None = None
     if dataset:
         overlay = find_dataset_profile(dataset, base)
-        if overlay is None:
+        # A profile file of an experiment the registry does not know (a copy of folder.yaml
+        # under another name) states its whole dataset section itself.
+        if overlay is None or _known(dataset):
             section = dataset_section(dataset)
-            sets = [f"dataset={_flow(section)}", *sets]
     if root is not None:
         sets = [f"data.root={_flow(str(root))}", *sets]
-    profile = load_profile(base, sets, overlay=overlay)
+    profile = load_profile(base, sets, overlay=overlay, dataset=section)
     source = str(base) + (f" + {overlay}" if overlay else "")
     if profile.dataset is not None:
         check_dataset(profile.dataset, source)
@@ -135,6 +153,12 @@ def resolve(
     return ctx
 
 
+def _known(name: str) -> bool:
+    from eosfm_cli.data.registry import EXPERIMENTS
+
+    return name in EXPERIMENTS
+
+
 def _flow(value: Any) -> str:
     import json
 
@@ -145,9 +169,11 @@ def check_dataset(cfg: DatasetConfig, source: str) -> None:
     """Check a profile's dataset section against the registry.
 
     Raises:
-        ProfileError: for an unknown experiment or a task that disagrees with it.
+        ProfileError: for an unknown experiment, a task that disagrees with it, or class names
+            that differ from the dataset's (naming the first difference).
     """
-    from eosfm_cli.data.registry import ANY_TASK, get_experiment
+    from eosfm_cli.data.registry import get_experiment
+    from eosfm_cli.data.spec import ANY_TASK
 
     spec = get_experiment(cfg.name, where=f"{source}: dataset.name")
     if spec.task != ANY_TASK and cfg.task != spec.task:
@@ -156,12 +182,29 @@ def check_dataset(cfg: DatasetConfig, source: str) -> None:
             where=f"{source}: dataset.task",
             hint=f"set dataset.task to {spec.task}",
         )
-    if spec.classes and cfg.classes and len(cfg.classes) != len(spec.classes):
+    if spec.classes and cfg.classes and tuple(cfg.classes) != spec.classes:
         raise ProfileError(
-            f"{len(cfg.classes)} classes given, the {spec.name} dataset has {len(spec.classes)}",
+            _class_difference(cfg.classes, spec.classes, spec.name),
             where=f"{source}: dataset.classes",
-            hint="list the dataset's classes, or leave the key out",
+            hint="list the dataset's classes in order (`eosfm datasets list "
+            f"{spec.name}`), or leave the key out",
         )
+
+
+def _class_difference(given: Sequence[str], expected: Sequence[str], name: str) -> str:
+    """Describe the first place where a profile's class list departs from the dataset's."""
+    i = next(
+        (k for k, (a, b) in enumerate(zip(given, expected, strict=False)) if a != b),
+        min(len(given), len(expected)),
+    )
+    count = (
+        f"{len(given)} classes given, the {name} dataset has {len(expected)}; "
+        if len(given) != len(expected)
+        else ""
+    )
+    mine = repr(given[i]) if i < len(given) else "missing"
+    theirs = repr(expected[i]) if i < len(expected) else "none"
+    return f"{count}class {i} is {mine}, the {name} dataset's is {theirs}"
 
 
 def dataset_root(ctx: StageContext, name: str | None = None) -> Path | None:

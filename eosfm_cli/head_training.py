@@ -28,7 +28,7 @@ from eosfm_cli.head_features import feature_key, feature_loader, prepare_feature
 from eosfm_cli.summaries import print_metrics, scalar_metrics
 
 if TYPE_CHECKING:
-    from eosfm_cli.data.registry import ExperimentSpec
+    from eosfm_cli.data.spec import ExperimentSpec
 
 #: The files of a head run, ``head.json`` (written last) marking it finished.
 HEAD_RUN_FILES = ("head.safetensors", "head.json", "metrics.json", "gates.json")

@@ -239,6 +239,7 @@ def load_profile(
     path: str | Path,
     overrides: list[str] | None = None,
     overlay: str | Path | None = None,
+    dataset: dict[str, Any] | None = None,
 ) -> Profile:
     """Load, merge and validate a profile.
 
@@ -248,16 +249,20 @@ def load_profile(
         overlay: an optional second profile (e.g. ``profiles/datasets/NAME.yaml``) whose own
             keys (not its includes) are merged over the base; its ``dataset`` section replaces
             the base's whole.
+        dataset: an experiment's ``dataset`` section (the registry's facts): it replaces the
+            base's whole, and the overlay's ``dataset`` keys are merged over it.
 
     Returns:
         The validated profile.
     """
     data = load_raw(path)
     source = str(path)
+    if dataset is not None:  # an experiment replaces the dataset section whole
+        data["dataset"] = copy.deepcopy(dataset)
     if overlay is not None:
         over = _read_yaml(Path(overlay))
         over.pop("include", None)
-        if "dataset" in over:  # an experiment replaces the dataset section whole
+        if "dataset" in over and dataset is None:
             data.pop("dataset", None)
         data = deep_merge(data, over)
         source = f"{path} + {overlay}"

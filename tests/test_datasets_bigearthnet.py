@@ -13,15 +13,11 @@ import rasterio
 import torch
 
 from eosfm_cli.data.base import DatasetRequest
-from eosfm_cli.data.bigearthnet import (
-    CLASSES,
-    CLC43_TO_BEN19,
-    S2_BANDS,
-    build,
-    clc43_to_indices,
-    detect_version,
-)
+from eosfm_cli.data.bigearthnet import S2_BANDS, build
+from eosfm_cli.data.bigearthnet_labels import CLC43_TO_BEN19, clc43_to_indices
+from eosfm_cli.data.bigearthnet_layouts import detect_version
 from eosfm_cli.data.registry import BEN19_CLASSES, EXPERIMENTS
+from eosfm_cli.data.registry import BEN19_CLASSES as CLASSES
 from eosfm_cli.errors import BandError, DataError
 
 DATA = Path(__file__).resolve().parent / "data" / "bigearthnet"

@@ -13,7 +13,8 @@ from PIL import Image
 from training_helpers import check_specialist, run_training
 
 from eosfm_cli.data.base import DatasetRequest
-from eosfm_cli.data.caffe import CLASSES, ZONE_VALUES, build
+from eosfm_cli.data.caffe import ZONE_VALUES, build
+from eosfm_cli.data.registry import CAFFE_CLASSES as CLASSES
 from eosfm_cli.data.registry import EXPERIMENTS
 from eosfm_cli.errors import BandError, DataError
 

@@ -14,7 +14,8 @@ import torch
 from training_helpers import check_specialist, run_training
 
 from eosfm_cli.data.base import DatasetRequest
-from eosfm_cli.data.deepglobe import CLASSES, COLOURS, build
+from eosfm_cli.data.deepglobe import COLOURS, build
+from eosfm_cli.data.registry import DEEPGLOBE_CLASSES as CLASSES
 from eosfm_cli.data.registry import EXPERIMENTS
 from eosfm_cli.errors import BandError, DataError
 

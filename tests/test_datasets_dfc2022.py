@@ -13,8 +13,9 @@ import torch
 from training_helpers import check_specialist, run_training
 
 from eosfm_cli.data.base import DatasetRequest
-from eosfm_cli.data.dfc2022 import CLASSES, build
+from eosfm_cli.data.dfc2022 import build
 from eosfm_cli.data.registry import EXPERIMENTS, URBANATLAS16_CLASSES
+from eosfm_cli.data.registry import URBANATLAS16_CLASSES as CLASSES
 from eosfm_cli.errors import BandError, DataError
 
 ROOT = Path(__file__).resolve().parent / "data" / "dfc2022"

@@ -17,8 +17,9 @@ from training_helpers import check_specialist, run_training
 
 from eosfm_cli.data.base import DatasetRequest
 from eosfm_cli.data.detection import collate_detection
-from eosfm_cli.data.dior import ANNOTATION_DIR, CLASSES, build, class_key
+from eosfm_cli.data.dior import ANNOTATION_DIR, build, class_key
 from eosfm_cli.data.loaders import make_loader
+from eosfm_cli.data.registry import DIOR_CLASSES as CLASSES
 from eosfm_cli.data.registry import EXPERIMENTS
 from eosfm_cli.errors import BandError, DataError
 from eosfm_cli.models.checkpoints import load_checkpoint_file, specialist_from_checkpoint

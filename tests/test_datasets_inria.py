@@ -14,8 +14,9 @@ import torch
 from training_helpers import check_specialist, run_training
 
 from eosfm_cli.data.base import DatasetRequest
-from eosfm_cli.data.inria import CLASSES, TRAIN_DIR, build
+from eosfm_cli.data.inria import TRAIN_DIR, build
 from eosfm_cli.data.registry import EXPERIMENTS
+from eosfm_cli.data.registry import INRIA_CLASSES as CLASSES
 from eosfm_cli.errors import BandError, DataError
 
 ROOT = Path(__file__).resolve().parent / "data" / "inria"

@@ -15,8 +15,9 @@ from PIL import Image
 from training_helpers import check_specialist, run_training
 
 from eosfm_cli.data.base import DatasetRequest
-from eosfm_cli.data.landcoverai import CLASSES, build
+from eosfm_cli.data.landcoverai import build
 from eosfm_cli.data.registry import EXPERIMENTS
+from eosfm_cli.data.registry import LANDCOVERAI_CLASSES as CLASSES
 from eosfm_cli.errors import BandError, DataError
 
 ROOT = Path(__file__).resolve().parent / "data" / "landcoverai"

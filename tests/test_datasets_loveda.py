@@ -14,8 +14,9 @@ import torch
 from training_helpers import check_specialist, run_training
 
 from eosfm_cli.data.base import DatasetRequest
-from eosfm_cli.data.loveda import CLASSES, build
+from eosfm_cli.data.loveda import build
 from eosfm_cli.data.registry import EXPERIMENTS
+from eosfm_cli.data.registry import LOVEDA_CLASSES as CLASSES
 from eosfm_cli.errors import BandError, DataError
 
 ROOT = Path(__file__).resolve().parent / "data" / "loveda"

@@ -12,8 +12,9 @@ import torch
 from training_helpers import check_specialist, run_training
 
 from eosfm_cli.data.base import DatasetRequest
-from eosfm_cli.data.potsdam import CLASSES, COLORS, build, tile_lists
+from eosfm_cli.data.potsdam import COLORS, build, tile_lists
 from eosfm_cli.data.registry import EXPERIMENTS
+from eosfm_cli.data.registry import POTSDAM_CLASSES as CLASSES
 from eosfm_cli.errors import BandError, DataError
 
 ROOT = Path(__file__).resolve().parent / "data" / "potsdam"

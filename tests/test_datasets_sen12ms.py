@@ -13,7 +13,8 @@ import torch
 
 from eosfm_cli.data.base import DatasetRequest
 from eosfm_cli.data.registry import EXPERIMENTS, SEN12MS_CLASSES
-from eosfm_cli.data.sen12ms import CLASSES, build, index_patches, split_scenes
+from eosfm_cli.data.registry import SEN12MS_CLASSES as CLASSES
+from eosfm_cli.data.sen12ms import build, index_patches, split_scenes
 from eosfm_cli.errors import BandError, DataError
 
 ROOT = Path(__file__).resolve().parent / "data" / "sen12ms"

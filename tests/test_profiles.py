@@ -36,7 +36,8 @@ def test_every_paper_experiment_has_a_valid_profile(name: str) -> None:
     assert tuple(ds.bands) == spec.bands
     assert len(ds.classes) == len(spec.classes)
     raw = yaml.safe_load(path.read_text())
-    assert raw["data"]["root"] and raw["trainer"]["max_epochs"] > 0 and "loss" in raw["dataset"]
+    # The file holds what a user changes; the registry holds the experiment's facts.
+    assert raw["data"]["root"] and raw["trainer"]["max_epochs"] > 0 and "dataset" not in raw
 
 
 def test_class_counts_from_dataset_docs() -> None:
@@ -147,3 +148,106 @@ def test_root_and_workspace_options(tmp_path: Path) -> None:
     ctx = resolve(DEFAULT, dataset="eurosat_s2", root=tmp_path / "d", workspace=tmp_path / "w")
     assert ctx.profile.data.root == str(tmp_path / "d")
     assert ctx.workspace.root == (tmp_path / "w").absolute()
+
+
+# --- One source for each dataset fact: the registry; the experiment files hold user settings.
+
+EXPERIMENT_FILES = sorted(p.stem for p in (REPO / "profiles" / "datasets").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n != "folder"])
+def test_resolved_dataset_section_is_the_registrys(name: str) -> None:
+    spec = EXPERIMENTS[name]
+    ds = resolve(DEFAULT, dataset=name).profile.dataset
+    assert ds is not None and ds.name == name and ds.task == spec.task
+    assert tuple(ds.bands) == spec.bands
+    assert tuple(ds.classes) == spec.classes  # the names, in label order
+    assert ds.loss == spec.loss
+    assert ds.ignore_index == spec.ignore_index and ds.patch_size == spec.patch_size
+    assert ds.options == spec.options
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENT_FILES if n != "folder"])
+def test_experiment_files_hold_only_what_a_user_changes(name: str) -> None:
+    path = REPO / "profiles" / "datasets" / f"{name}.yaml"
+    text = path.read_text()
+    raw = yaml.safe_load(text)
+    assert name in EXPERIMENTS
+    assert set(raw) <= {"data", "trainer"}, sorted(raw)
+    assert set(raw["data"]) == {"root"}
+    first = text.splitlines()[0]
+    assert first.startswith(f"# {name}:") and f"eosfm datasets list {name}" in first
+    # The file starts from the paper's epoch budget, which the registry states.
+    assert raw["trainer"]["max_epochs"] == EXPERIMENTS[name].default_epochs
+
+
+#: Modules that name classes as keys of a file-format or generator fact, not as a class list:
+#: the CORINE -> 19-class mapping of BigEarthNet v1, the synthetic classes' signatures.
+CLASS_KEYED = {"registry.py", "bigearthnet_labels.py", "synthetic_render.py"}
+
+
+def test_no_experiment_file_or_module_keeps_its_own_class_list() -> None:
+    names = {c for spec in EXPERIMENTS.values() for c in spec.classes if len(c) > 6}
+    files = [p for p in (REPO / "profiles" / "datasets").glob("*.yaml") if p.stem != "folder"]
+    for path in files:
+        text = path.read_text()
+        assert not [c for c in names if c in text], path
+    for path in (REPO / "eosfm_cli" / "data").glob("*.py"):
+        if path.name not in CLASS_KEYED:
+            text = path.read_text()
+            assert not [c for c in names if f'"{c}"' in text], path
+
+
+def test_the_experiment_file_and_set_win_over_the_registry(tmp_path: Path) -> None:
+    base = write(tmp_path, f"include: {DEFAULT}\n", "base.yaml")
+    (tmp_path / "datasets").mkdir()
+    write(
+        tmp_path / "datasets",
+        "dataset:\n  patch_size: 48\n  options:\n    crops_per_image: 3\n",
+        "loveda.yaml",
+    )
+    ds = resolve(base, ["dataset.loss=dice"], dataset="loveda").profile.dataset
+    spec = EXPERIMENTS["loveda"]
+    assert ds is not None and ds.patch_size == 48 and ds.loss == "dice"
+    # options merge key by key: the file's crops, the registry's other defaults
+    assert ds.options == {**spec.options, "crops_per_image": 3}
+    assert tuple(ds.classes) == spec.classes and ds.ignore_index == spec.ignore_index
+
+
+def test_a_profile_file_of_an_unregistered_name_states_its_dataset(tmp_path: Path) -> None:
+    base = write(tmp_path, f"include: {DEFAULT}\n", "base.yaml")
+    (tmp_path / "datasets").mkdir()
+    folder = (REPO / "profiles" / "datasets" / "folder.yaml").read_text()
+    write(tmp_path / "datasets", folder.replace("include: ../default.yaml\n", ""), "tiles.yaml")
+    ds = resolve(base, dataset="tiles").profile.dataset
+    assert ds is not None and ds.name == "folder" and ds.task == "segmentation"
+    assert ds.classes == ["background", "building", "water"]
+
+
+def test_class_names_that_differ_are_refused_naming_the_first_difference() -> None:
+    classes = list(EXPERIMENTS["eurosat_s2"].classes)
+    renamed = [*classes[:3], "Road", *classes[4:]]
+    with pytest.raises(ProfileError) as err:
+        resolve(DEFAULT, [f"dataset.classes={renamed}"], dataset="eurosat_s2")
+    line = err.value.one_line()
+    assert "dataset.classes" in line and "class 3 is 'Road'" in line and "'Highway'" in line
+    with pytest.raises(ProfileError) as err:
+        resolve(DEFAULT, [f"dataset.classes={classes[:4]}"], dataset="eurosat_s2")
+    line = err.value.one_line()
+    assert "4 classes given, the eurosat_s2 dataset has 10" in line and "class 4" in line
+    # the same names, in the dataset's order, pass
+    resolve(DEFAULT, [f"dataset.classes={classes}"], dataset="eurosat_s2")
+
+
+def test_datasets_list_describes_one_experiment() -> None:
+    from typer.testing import CliRunner
+
+    from eosfm_cli.cli import app
+
+    res = CliRunner().invoke(app, ["datasets", "list", "firerisk"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    spec = EXPERIMENTS["firerisk"]
+    for text in (*spec.classes, *spec.bands, spec.layout, spec.source):
+        assert text in res.output
+    res = CliRunner().invoke(app, ["datasets", "list", "firerisc"])
+    assert res.exit_code == 2 and "did you mean 'firerisk'" in res.output

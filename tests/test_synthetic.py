@@ -18,13 +18,8 @@ import torch
 from eosfm_cli.bands import BAND_SETS
 from eosfm_cli.data.base import DatasetRequest
 from eosfm_cli.data.registry import EXPERIMENTS, SYNTHETIC_CLASSES
-from eosfm_cli.data.synthetic import (
-    SyntheticDataset,
-    SyntheticScenes,
-    build,
-    generate,
-    large_scene_path,
-)
+from eosfm_cli.data.synthetic import generate, large_scene_path
+from eosfm_cli.data.synthetic_loader import SyntheticDataset, SyntheticScenes, build
 from eosfm_cli.errors import BandError, DataError
 
 COMMITTED = Path(__file__).parent / "data" / "synthetic"

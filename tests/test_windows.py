@@ -11,18 +11,10 @@ import pytest
 import rasterio.io
 
 from eosfm_cli.data.base import DatasetRequest
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import bool_option, check_options, fraction_option, int_option
 from eosfm_cli.data.registry import EXPERIMENTS
-from eosfm_cli.data.windows import (
-    PatchWindow,
-    bool_option,
-    check_options,
-    fraction_option,
-    int_option,
-    plan_windows,
-    random_windows,
-    split_keys,
-    tile_windows,
-)
+from eosfm_cli.data.windows import PatchWindow, plan_windows, random_windows, tile_windows
 from eosfm_cli.errors import DataError
 
 DATA = Path(__file__).resolve().parent / "data"

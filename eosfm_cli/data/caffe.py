@@ -10,8 +10,8 @@ Release layout (torchgeo's :class:`~torchgeo.datasets.CaFFe`, the 512x512 tiles 
 The image of a zone mask is its name with ``_zones_`` replaced by ``_`` (torchgeo's rule). SAR
 images are 8-bit grey PNGs (amplitude, catalog band ``HH``); the specialist takes the band three
 times (``HH, HH, HH``). Zone masks are 8-bit PNGs whose grey values 0, 64, 127 and 254 are the
-four classes of the dataset's documentation: NA area, rock outcrop, glacier, ocean and ice
-mélange (returned as 0..3). Any other value becomes ``request.ignore_index`` (or 0, NA, as
+four zone classes of the dataset's documentation, in the registry's order (returned as
+0..3). Any other value becomes ``request.ignore_index`` (or 0, NA, as
 torchgeo does, when there is none). Calving-front masks are not used.
 
 torchgeo's class is not used to read samples: it looks for ``caffe.zip`` and extracts it when a
@@ -33,21 +33,20 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
-from eosfm_cli.data.windows import PatchWindow, check_options, int_option, plan_windows
+from eosfm_cli.data.options import check_options, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import PatchWindow, plan_windows
 from eosfm_cli.errors import DataError
+
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("caffe")
 
 #: The band stored in every SAR image.
 FILE_BANDS: tuple[str, ...] = ("HH",)
-#: Zone classes from the dataset's documentation, in class-index order.
-CLASSES: tuple[str, ...] = ("NA area", "rock outcrop", "glacier", "ocean and ice melange")
 #: Grey value of each zone class in the zone masks.
 ZONE_VALUES: tuple[int, ...] = (0, 64, 127, 254)
 
 DATA_DIR = "caffe"
-LAYOUT = (
-    "torchgeo CaFFe: caffe/sar_images/{train,val,test}/*.png + "
-    "caffe/zones/{train,val,test}/*_zones_*.png"
-)
 OPTIONS = ("crops_per_image",)
 
 
@@ -68,7 +67,7 @@ def read_png(path: Path) -> np.ndarray[Any, Any]:
             return np.asarray(img if img.mode in ("L", "I;16", "I") else img.convert("L"))
     except (OSError, ValueError) as err:
         raise DataError(
-            f"cannot read the CaFFe image ({err})", where=str(path), hint=f"expected {LAYOUT}"
+            f"cannot read the CaFFe image ({err})", where=str(path), hint=f"expected {SPEC.layout}"
         ) from err
 
 
@@ -81,7 +80,7 @@ def png_size(path: Path) -> tuple[int, int]:
             width, height = img.size
     except (OSError, ValueError) as err:
         raise DataError(
-            f"cannot read the CaFFe image ({err})", where=str(path), hint=f"expected {LAYOUT}"
+            f"cannot read the CaFFe image ({err})", where=str(path), hint=f"expected {SPEC.layout}"
         ) from err
     return height, width
 
@@ -93,8 +92,8 @@ def index_split(root: Path, split: str) -> list[tuple[Path, Path]]:
         DataError: when a split folder is missing, empty, or a zone mask has no image.
     """
     base = root / DATA_DIR
-    zone_dir = require_dir(base / "zones" / split, LAYOUT)
-    image_dir = require_dir(base / "sar_images" / split, LAYOUT)
+    zone_dir = require_dir(base / "zones" / split, SPEC.layout)
+    image_dir = require_dir(base / "sar_images" / split, SPEC.layout)
     pairs = []
     for zone in sorted(zone_dir.glob("*.png")):
         image = image_dir / zone.name.replace("_zones_", "_")
@@ -102,12 +101,14 @@ def index_split(root: Path, split: str) -> list[tuple[Path, Path]]:
             raise DataError(
                 f"zone mask {zone.name} has no SAR image",
                 where=str(image),
-                hint=f"expected {LAYOUT}",
+                hint=f"expected {SPEC.layout}",
             )
         pairs.append((image, zone))
     if not pairs:
         raise DataError(
-            f"no zone mask in the {split} split", where=str(zone_dir), hint=f"expected {LAYOUT}"
+            f"no zone mask in the {split} split",
+            where=str(zone_dir),
+            hint=f"expected {SPEC.layout}",
         )
     return pairs
 
@@ -170,16 +171,16 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     where = f"dataset {request.name or 'caffe'}"
     band_indices(request.bands, FILE_BANDS, where)
     check_options(request.options, OPTIONS, where)
-    check_class_count(request, CLASSES, "CaFFe", where, kind="zone")
+    check_class_count(request, SPEC.classes, "CaFFe", where, kind="zone")
     crops = int_option(request.options, "crops_per_image", None)
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), SPEC.layout)
     if not (root / DATA_DIR).is_dir() and (root / "caffe.zip").is_file():
         raise DataError(
             "the CaFFe archive is not extracted",
             where=str(root / DATA_DIR),
-            hint=f"unzip caffe.zip in {root}; expected {LAYOUT}",
+            hint=f"unzip caffe.zip in {root}; expected {SPEC.layout}",
         )
-    require_dir(root / DATA_DIR, LAYOUT)
+    require_dir(root / DATA_DIR, SPEC.layout)
     rng = random.Random(request.seed)
     samples = []
     for image, zone in index_split(root, request.split):

@@ -39,23 +39,17 @@ from eosfm_cli.data.base import (
     require_dir,
     require_file,
 )
-from eosfm_cli.data.windows import (
-    PatchWindow,
-    check_options,
-    fraction_option,
-    int_option,
-    plan_windows,
-    split_keys,
-)
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import check_options, fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import PatchWindow, plan_windows
 from eosfm_cli.errors import DataError
+
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("cloud_cover")
 
 #: The bands of the release, one GeoTIFF each.
 FILE_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
-CLASSES: tuple[str, ...] = ("no cloud", "cloud")
-LAYOUT = (
-    "torchgeo CloudCoverDetection: {train,test}/{split}_metadata.csv, "
-    "{split}_features/<chip>/{B02,B03,B04,B08}.tif, {split}_labels/<chip>.tif"
-)
 OPTIONS = ("val_fraction", "crops_per_image")
 
 
@@ -70,13 +64,13 @@ def chip_ids(root: Path, part: str) -> list[str]:
     Raises:
         DataError: when the file is missing or lists no chip.
     """
-    path = require_file(root / part / f"{part}_metadata.csv", LAYOUT)
+    path = require_file(root / part / f"{part}_metadata.csv", SPEC.layout)
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
     ids = [row[0].strip() for row in rows[1:] if row and row[0].strip()]
     if not ids:
         raise DataError(
-            "the metadata file lists no chip", where=str(path), hint=f"expected {LAYOUT}"
+            "the metadata file lists no chip", where=str(path), hint=f"expected {SPEC.layout}"
         )
     return ids
 
@@ -116,7 +110,9 @@ class CloudCoverWindows(Dataset[dict[str, Tensor]]):
                 return src.read(1, window=box.to_rasterio() if box else None)
         except RasterioIOError as err:
             raise DataError(
-                "Cloud Cover file missing or unreadable", where=str(path), hint=f"expected {LAYOUT}"
+                "Cloud Cover file missing or unreadable",
+                where=str(path),
+                hint=f"expected {SPEC.layout}",
             ) from err
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
@@ -164,7 +160,9 @@ def chip_size(path: Path) -> tuple[int, int]:
             return src.height, src.width
     except RasterioIOError as err:
         raise DataError(
-            "Cloud Cover label missing or unreadable", where=str(path), hint=f"expected {LAYOUT}"
+            "Cloud Cover label missing or unreadable",
+            where=str(path),
+            hint=f"expected {SPEC.layout}",
         ) from err
 
 
@@ -187,15 +185,15 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     where = f"dataset {request.name or 'cloud_cover'}"
     band_indices(request.bands, FILE_BANDS, where)
     check_options(request.options, OPTIONS, where)
-    check_class_count(request, CLASSES, "Cloud Cover", where)
+    check_class_count(request, SPEC.classes, "Cloud Cover", where)
     val_fraction = fraction_option(request.options, "val_fraction", 0.1, allow_zero=True)
     crops = int_option(request.options, "crops_per_image", None)
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), SPEC.layout)
     part = release_split(request.split)
-    require_dir(root / part, LAYOUT)
+    require_dir(root / part, SPEC.layout)
     ids = chip_ids(root, part)
-    features = require_dir(root / part / f"{part}_features", LAYOUT)
-    labels = require_dir(root / part / f"{part}_labels", LAYOUT)
+    features = require_dir(root / part / f"{part}_features", SPEC.layout)
+    labels = require_dir(root / part / f"{part}_labels", SPEC.layout)
     missing = [c for c in ids if not (labels / f"{c}.tif").is_file()]
     missing_dirs = [c for c in ids if not (features / c).is_dir()]
     if missing or missing_dirs:
@@ -203,7 +201,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         raise DataError(
             f"{len(missing) + len(missing_dirs)} chip file(s) of the metadata are missing",
             where=str(first),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {SPEC.layout}",
         )
 
     if part == "train":

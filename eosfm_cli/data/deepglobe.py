@@ -34,31 +34,25 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
-from eosfm_cli.data.windows import (
-    ImagePair,
-    WindowedSegmentation,
-    fraction_option,
-    int_option,
-    split_keys,
-)
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import ImagePair, WindowedSegmentation
 from eosfm_cli.errors import DataError
 
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("deepglobe_lcc")
+
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
-CLASSES: tuple[str, ...] = (
-    "Urban land", "Agriculture land", "Rangeland", "Forest land", "Water", "Barren land", "Unknown",
-)  # fmt: skip
 #: Mask colour (R, G, B) of each class, in class order.
 COLOURS: tuple[tuple[int, int, int], ...] = (
     (0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255),
     (0, 0, 0),
 )  # fmt: skip
-UNKNOWN = CLASSES.index("Unknown")
+#: Class of colours outside the legend: the one coded black, the dataset's "unknown" class.
+UNKNOWN = COLOURS.index((0, 0, 0))
 
 SPLIT_DIRS = {"train": "training_data", "test": "test_data"}
-LAYOUT = (
-    "data/{training_data,test_data}/images/<id>_sat.jpg + "
-    "data/{training_data,test_data}/masks/<id>_mask.png"
-)
 
 
 def colour_lookup(unlisted: int) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -93,8 +87,8 @@ def list_pairs(root: Path, folder: str) -> list[ImagePair]:
     Raises:
         DataError: when a folder is missing or empty, or an image has no mask.
     """
-    images = require_dir(root / "data" / folder / "images", LAYOUT)
-    masks = require_dir(root / "data" / folder / "masks", LAYOUT)
+    images = require_dir(root / "data" / folder / "images", SPEC.layout)
+    masks = require_dir(root / "data" / folder / "masks", SPEC.layout)
     pairs = []
     for path in sorted(images.glob("*_sat.jpg")):
         mask = masks / f"{path.name[: -len('_sat.jpg')]}_mask.png"
@@ -102,14 +96,14 @@ def list_pairs(root: Path, folder: str) -> list[ImagePair]:
             raise DataError(
                 "mask missing for a DeepGlobe image",
                 where=str(mask),
-                hint=f"re-extract the dataset; expected {LAYOUT}",
+                hint=f"re-extract the dataset; expected {SPEC.layout}",
             )
         pairs.append(ImagePair(path, mask))
     if not pairs:
         raise DataError(
             "no <id>_sat.jpg image in the DeepGlobe folder",
             where=str(images),
-            hint=f"expected {LAYOUT}; set the folder with --root",
+            hint=f"expected {SPEC.layout}; set the folder with --root",
         )
     return pairs
 
@@ -131,10 +125,10 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'deepglobe_lcc'}"
     bands = band_indices(request.bands, FILE_BANDS, where)
-    check_class_count(request, CLASSES, "DeepGlobe", where)
-    crops = int_option(request.options, "crops_per_image", 8)
-    val_fraction = fraction_option(request.options, "val_fraction", 0.1)
-    root = require_dir(Path(request.root), LAYOUT)
+    check_class_count(request, SPEC.classes, "DeepGlobe", where)
+    crops = int_option(request.options, "crops_per_image", SPEC.options["crops_per_image"])
+    val_fraction = fraction_option(request.options, "val_fraction", SPEC.options["val_fraction"])
+    root = require_dir(Path(request.root), SPEC.layout)
     pairs = list_pairs(root, SPLIT_DIRS["test" if request.split == "test" else "train"])
     if request.split != "test":
         names = [p.image.name for p in pairs]
@@ -156,5 +150,5 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         patch_size=request.patch_size,
         crops_per_image=crops,
         seed=request.seed,
-        layout=LAYOUT,
+        layout=SPEC.layout,
     )

@@ -10,8 +10,9 @@ extracted under the root)::
 
 Bands are the catalog's ``R``, ``G``, ``B`` (8-bit DN) and ``DEM`` (metres). The DEM is
 resampled bilinearly onto the image grid (as torchgeo does), window by window. Masks hold the
-16 UrbanAtlas classes of the contest's documentation (0 "No information" .. 15 "Clouds and
-Shadows"); the registry ignores class 0. A value above 15 becomes ``request.ignore_index``.
+16 UrbanAtlas classes of the contest's documentation, as values 0..15 in the registry's order
+(0 is "no information"); the registry ignores class 0. A value above 15 becomes
+``request.ignore_index``.
 
 Splits. Only ``labeled_train`` has labels (the contest's validation labels were never released),
 so train, val and test are a seeded split of its images: ``options["test_fraction"]`` (0.2) and
@@ -35,32 +36,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
-from eosfm_cli.data.windows import (
-    PatchWindow,
-    check_options,
-    fraction_option,
-    int_option,
-    plan_windows,
-    split_keys,
-)
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import check_options, fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import PatchWindow, plan_windows
 from eosfm_cli.errors import DataError
+
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("dfc2022")
 
 #: Bands of a sample: the three BDORTHO bands, then the RGE ALTI DEM.
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B", "DEM")
-CLASSES: tuple[str, ...] = (
-    "No information", "Urban fabric",
-    "Industrial, commercial, public, military, private and transport units",
-    "Mine, dump and construction sites", "Artificial non-agricultural vegetated areas",
-    "Arable land (annual crops)", "Permanent crops", "Pastures",
-    "Complex and mixed cultivation patterns", "Orchards at the fringe of urban classes",
-    "Forests", "Herbaceous vegetation associations", "Open spaces with little or no vegetation",
-    "Wetlands", "Water", "Clouds and Shadows",
-)  # fmt: skip
 LABELED = "labeled_train"
-LAYOUT = (
-    "torchgeo DFC2022: labeled_train/<city>/BDORTHO/<tile>.tif, "
-    "RGEALTI/<tile>_RGEALTI.tif, UrbanAtlas/<tile>_UA2012.tif"
-)
 OPTIONS = ("val_fraction", "test_fraction", "crops_per_image")
 
 
@@ -89,17 +76,17 @@ def index_tiles(root: Path) -> list[Tile]:
     Raises:
         DataError: when there is no image, or an image lacks its DEM or mask.
     """
-    folder = require_dir(root / LABELED, LAYOUT)
+    folder = require_dir(root / LABELED, SPEC.layout)
     tiles = [Tile(p) for p in sorted(folder.glob("*/BDORTHO/*.tif"))]
     if not tiles:
-        raise DataError("no BDORTHO image found", where=str(folder), hint=f"expected {LAYOUT}")
+        raise DataError("no BDORTHO image found", where=str(folder), hint=f"expected {SPEC.layout}")
     for tile in tiles:
         for path in (tile.dem, tile.target):
             if not path.is_file():
                 raise DataError(
                     f"DFC2022 tile {tile.key} lacks a file",
                     where=str(path),
-                    hint=f"expected {LAYOUT}",
+                    hint=f"expected {SPEC.layout}",
                 )
     return tiles
 
@@ -112,7 +99,7 @@ def _open(path: Path) -> Any:
         return rasterio.open(path)
     except RasterioIOError as err:
         raise DataError(
-            f"cannot read the DFC2022 file ({err})", where=str(path), hint=f"expected {LAYOUT}"
+            f"cannot read the DFC2022 file ({err})", where=str(path), hint=f"expected {SPEC.layout}"
         ) from err
 
 
@@ -166,7 +153,7 @@ class DFC2022Split(Dataset[dict[str, Tensor]]):
         image = np.stack([layers[b] for b in self.bands]).astype(np.float32)
         with _open(tile.target) as src:
             mask = src.read(1, window=box.to_rasterio()).astype(np.int64)
-        mask[(mask < 0) | (mask >= len(CLASSES))] = self.ignore_index
+        mask[(mask < 0) | (mask >= len(SPEC.classes))] = self.ignore_index
         return {"image": torch.from_numpy(image), "mask": torch.from_numpy(mask)}
 
 
@@ -188,13 +175,13 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     where = f"dataset {request.name or 'dfc2022'}"
     band_indices(request.bands, FILE_BANDS, where)
     check_options(request.options, OPTIONS, where)
-    check_class_count(request, CLASSES, "DFC2022", where)
+    check_class_count(request, SPEC.classes, "DFC2022", where)
     fractions = {
         "test": fraction_option(request.options, "test_fraction", 0.2, allow_zero=True),
         "val": fraction_option(request.options, "val_fraction", 0.1, allow_zero=True),
     }
     crops = int_option(request.options, "crops_per_image", None)
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), SPEC.layout)
     tiles = index_tiles(root)
     chosen = set(split_keys([t.key for t in tiles], request.seed, fractions)[request.split])
     selected = [t for t in tiles if t.key in chosen]

@@ -57,29 +57,20 @@ from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
 from eosfm_cli.data.detection import collate_detection
+from eosfm_cli.data.registry import get_experiment
 from eosfm_cli.errors import DataError
+
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("dior")
 
 #: Band order of the JPEGs.
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
-
-#: The 20 classes, spelled as in the release XMLs.
-CLASSES: tuple[str, ...] = (
-    "airplane", "airport", "baseballfield", "basketballcourt", "bridge", "chimney", "dam",
-    "Expressway-Service-area", "Expressway-toll-station", "golffield", "groundtrackfield",
-    "harbor", "overpass", "ship", "stadium", "storagetank", "tenniscourt", "trainstation",
-    "vehicle", "windmill",
-)  # fmt: skip
 
 ANNOTATION_DIR = Path("Annotations", "Horizontal Bounding Boxes")
 IMAGE_DIRS: tuple[str, ...] = ("JPEGImages-trainval", "JPEGImages-test", "JPEGImages")
 SPLIT_DIRS: tuple[Path, ...] = (Path("ImageSets", "Main"), Path("Main"))
 TORCHGEO_INDEX = "sample_df.csv"
 _BOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
-
-LAYOUT = (
-    "JPEGImages-{trainval,test}/<id>.jpg, Annotations/Horizontal Bounding Boxes/<id>.xml, "
-    "ImageSets/Main/{train,val,test}.txt (or torchgeo DIOR: sample_df.csv, Images/, Annotations/)"
-)
 
 #: Fraction of torchgeo's ``train`` rows that become our validation split (torchgeo layout).
 TORCHGEO_VAL_FRACTION = 0.1
@@ -129,7 +120,7 @@ def parse_annotation(path: Path, class_index: dict[str, int]) -> tuple[Tensor, T
             raise DataError(
                 f"unknown class {name!r} in the annotation",
                 where=str(path),
-                hint="the dataset's classes are " + ", ".join(CLASSES),
+                hint="the dataset's classes are " + ", ".join(SPEC.classes),
             )
         box = obj.find("bndbox")
         fields = [box.findtext(k) if box is not None else None for k in _BOX_FIELDS]
@@ -225,12 +216,12 @@ def _release_records(root: Path, split: str) -> list[DIORRecord]:
         raise DataError(
             f"DIOR split file for {split!r} not found",
             where=str(root / SPLIT_DIRS[0] / f"{split}.txt"),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {SPEC.layout}",
         )
     images = _image_index(root)
     if not images:
         raise DataError(
-            "no DIOR image folder", where=str(root / IMAGE_DIRS[0]), hint=f"expected {LAYOUT}"
+            "no DIOR image folder", where=str(root / IMAGE_DIRS[0]), hint=f"expected {SPEC.layout}"
         )
     records = []
     for line in split_file.read_text().split():
@@ -239,14 +230,14 @@ def _release_records(root: Path, split: str) -> list[DIORRecord]:
             raise DataError(
                 f"image {stem}.jpg listed in the split file is missing",
                 where=str(split_file),
-                hint=f"re-extract JPEGImages-trainval / JPEGImages-test; expected {LAYOUT}",
+                hint=f"re-extract JPEGImages-trainval / JPEGImages-test; expected {SPEC.layout}",
             )
         xml = root / ANNOTATION_DIR / f"{stem}.xml"
         if not xml.is_file():
             raise DataError(
                 "annotation of an image in the split file is missing",
                 where=str(xml),
-                hint=f"re-extract Annotations; expected {LAYOUT}",
+                hint=f"re-extract Annotations; expected {SPEC.layout}",
             )
         records.append(DIORRecord(images[stem], xml))
     return records
@@ -302,11 +293,11 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'dior'}"
     channels = band_indices(request.bands, FILE_BANDS, where)
-    names = tuple(request.classes) or CLASSES
+    names = tuple(request.classes) or SPEC.classes
     class_index = {class_key(c): i for i, c in enumerate(names)}
     if len(class_index) != len(names):
         raise DataError("two class names differ only in case or punctuation", where=where)
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), SPEC.layout)
     if (root / ANNOTATION_DIR).is_dir():
         records = _release_records(root, request.split)
     elif (root / TORCHGEO_INDEX).is_file():
@@ -315,6 +306,6 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         raise DataError(
             "DIOR annotations not found",
             where=str(root / ANNOTATION_DIR),
-            hint=f"expected {LAYOUT}; set the folder with --root",
+            hint=f"expected {SPEC.layout}; set the folder with --root",
         )
     return DIORSplit(records, channels, class_index)

@@ -42,21 +42,17 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
-from eosfm_cli.data.windows import (
-    PatchWindow,
-    bool_option,
-    check_options,
-    fraction_option,
-    int_option,
-    plan_windows,
-    split_keys,
-)
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import bool_option, check_options, fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import PatchWindow, plan_windows
 from eosfm_cli.errors import DataError
+
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("etci2021")
 
 #: Catalog band of each polarisation folder.
 FILE_BANDS: dict[str, str] = {"VV_U8": "vv", "VH_U8": "vh"}
-CLASSES: tuple[str, ...] = ("background", "flood")
-LAYOUT = "ETCI2021: {train,test}/<scene>/tiles/{vv,vh,flood_label}/<scene>_x-<i>_y-<j>[_vv|_vh].png"
 OPTIONS = ("val_fraction", "drop_empty", "empty_fraction", "crops_per_image")
 _VV_RE = re.compile(r"^(?P<stem>.+)_vv\.png$")
 
@@ -88,7 +84,7 @@ def read_grey(path: Path) -> np.ndarray[Any, Any]:
             return np.asarray(img if img.mode == "L" else img.convert("L"))
     except (OSError, ValueError) as err:
         raise DataError(
-            f"cannot read the ETCI tile ({err})", where=str(path), hint=f"expected {LAYOUT}"
+            f"cannot read the ETCI tile ({err})", where=str(path), hint=f"expected {SPEC.layout}"
         ) from err
 
 
@@ -101,7 +97,7 @@ def png_size(path: Path) -> tuple[int, int]:
             width, height = img.size
     except (OSError, ValueError) as err:
         raise DataError(
-            f"cannot read the ETCI tile ({err})", where=str(path), hint=f"expected {LAYOUT}"
+            f"cannot read the ETCI tile ({err})", where=str(path), hint=f"expected {SPEC.layout}"
         ) from err
     return height, width
 
@@ -124,14 +120,14 @@ def index_scenes(folder: Path) -> dict[str, list[Tile]]:
                     raise DataError(
                         f"ETCI tile {tile.stem} has no {kind} file",
                         where=str(tile.path(kind)),
-                        hint=f"expected {LAYOUT}",
+                        hint=f"expected {SPEC.layout}",
                     )
             tiles.append(tile)
         if tiles:
             scenes[scene.name] = tiles
     if not scenes:
         raise DataError(
-            "no scene with VV tiles found", where=str(folder), hint=f"expected {LAYOUT}"
+            "no scene with VV tiles found", where=str(folder), hint=f"expected {SPEC.layout}"
         )
     return scenes
 
@@ -194,15 +190,15 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     where = f"dataset {request.name or 'etci2021'}"
     band_indices(request.bands, tuple(FILE_BANDS), where)
     check_options(request.options, OPTIONS, where)
-    check_class_count(request, CLASSES, "ETCI 2021", where)
+    check_class_count(request, SPEC.classes, "ETCI 2021", where)
     val_fraction = fraction_option(request.options, "val_fraction", 0.1, allow_zero=True)
     drop_empty = bool_option(request.options, "drop_empty", False)
     empty_fraction = fraction_option(request.options, "empty_fraction", 0.1, allow_zero=True)
     crops = int_option(request.options, "crops_per_image", None)
 
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), SPEC.layout)
     part = "test" if request.split == "test" else "train"
-    scenes = index_scenes(require_dir(root / part, LAYOUT))
+    scenes = index_scenes(require_dir(root / part, SPEC.layout))
     if part == "train":
         names = split_keys(list(scenes), request.seed, {"val": val_fraction})[request.split]
     else:

@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.registry import EUROSAT_CLASSES, EUROSAT_LAYOUT
 from eosfm_cli.errors import DataError
 
 #: Band order inside every EuroSAT GeoTIFF (B8A is the 13th and last band).
@@ -32,18 +33,7 @@ FILE_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A",
 )  # fmt: skip
 
-#: Class names; torchgeo numbers them in sorted folder order, which is this order.
-CLASSES: tuple[str, ...] = (
-    "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
-    "Pasture", "PermanentCrop", "Residential", "River", "SeaLake",
-)  # fmt: skip
-
 IMAGE_DIR = Path("ds", "images", "remote_sensing", "otherDatasets", "sentinel_2", "tif")
-
-LAYOUT = (
-    "ds/images/remote_sensing/otherDatasets/sentinel_2/tif/<Class>/<Class>_<N>.tif "
-    "+ eurosat-{train,val,test}.txt (or eurosat-100-{train,val,test}.txt)"
-)
 
 _SPLIT_PATTERNS = {"full": "eurosat-{split}.txt", "eurosat100": "eurosat-100-{split}.txt"}
 
@@ -68,7 +58,7 @@ def split_variant(root: Path, split: str) -> str:
     raise DataError(
         f"EuroSAT split file for {split!r} not found",
         where=str(root / _SPLIT_PATTERNS["full"].format(split=split)),
-        hint=f"expected {LAYOUT}; set the folder with --root",
+        hint=f"expected {EUROSAT_LAYOUT}; set the folder with --root",
     )
 
 
@@ -120,14 +110,14 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
 
     where = f"dataset {request.name or 'eurosat'}"
     band_indices(request.bands, FILE_BANDS, where)
-    if request.classes and tuple(request.classes) != CLASSES:
+    if request.classes and tuple(request.classes) != EUROSAT_CLASSES:
         raise DataError(
             "EuroSAT has its own 10 classes; the requested class list differs",
             where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
+            hint=f"use the classes {', '.join(EUROSAT_CLASSES)}",
         )
 
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), EUROSAT_LAYOUT)
     image_dir = root / IMAGE_DIR
     if not image_dir.is_dir():
         zipped = [p.name for p in root.glob("EuroSAT*.zip")]
@@ -135,14 +125,14 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             "EuroSAT image folder not found",
             where=str(image_dir),
             hint=(f"unzip {zipped[0]} in {root}; " if zipped else "")
-            + f"expected {LAYOUT}; set the folder with --root",
+            + f"expected {EUROSAT_LAYOUT}; set the folder with --root",
         )
-    missing = [c for c in CLASSES if not (image_dir / c).is_dir()]
+    missing = [c for c in EUROSAT_CLASSES if not (image_dir / c).is_dir()]
     if missing:
         raise DataError(
             f"EuroSAT class folder(s) missing: {', '.join(missing)}",
             where=str(image_dir),
-            hint=f"expected one folder per class ({', '.join(CLASSES)})",
+            hint=f"expected one folder per class ({', '.join(EUROSAT_CLASSES)})",
         )
 
     variant = split_variant(root, request.split)
@@ -160,7 +150,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         raise DataError(
             f"EuroSAT split {request.split!r} is incomplete: {err}",
             where=str(split_file),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {EUROSAT_LAYOUT}",
         ) from err
 
     found = {Path(path).name for path, _ in inner.samples}
@@ -169,12 +159,12 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         raise DataError(
             f"{len(absent)} patch(es) of the split file are missing, e.g. {absent[0]}",
             where=str(image_dir),
-            hint=f"re-extract the dataset; expected {LAYOUT}",
+            hint=f"re-extract the dataset; expected {EUROSAT_LAYOUT}",
         )
-    if tuple(inner.classes) != CLASSES:  # an extra folder would shift torchgeo's class ids
+    if tuple(inner.classes) != EUROSAT_CLASSES:  # an extra folder would shift torchgeo's class ids
         raise DataError(
             f"unexpected folders among the EuroSAT classes: {', '.join(inner.classes)}",
             where=str(image_dir),
-            hint=f"keep only the class folders {', '.join(CLASSES)}",
+            hint=f"keep only the class folders {', '.join(EUROSAT_CLASSES)}",
         )
     return EuroSATSplit(inner)

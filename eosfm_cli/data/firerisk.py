@@ -6,8 +6,8 @@ The loader reads torchgeo's release layout through torchgeo's own
     <root>/FireRisk/train/<Class>/<name>.png   70,331 patches, 320x320 RGB, 1 m
     <root>/FireRisk/val/<Class>/<name>.png     21,541 patches
 
-with the class folders ``High``, ``Low``, ``Moderate``, ``Non-burnable``, ``Very_High``,
-``Very_Low`` and ``Water``; labels are the class indices in that (sorted folder) order.
+with one folder per class, named as the registry's classes; labels are the class indices in
+that (sorted folder) order.
 
 Splits. The release has no test split, and its ``val`` folder is the split the paper reports,
 so ``test`` here is the release's ``val`` folder, and ``val`` is a seeded, per-class stratified
@@ -29,14 +29,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
-from eosfm_cli.data.windows import fraction_option
+from eosfm_cli.data.options import fraction_option
+from eosfm_cli.data.registry import get_experiment
 from eosfm_cli.errors import DataError
 
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("firerisk")
+
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
-CLASSES: tuple[str, ...] = (
-    "High", "Low", "Moderate", "Non-burnable", "Very_High", "Very_Low", "Water",
-)  # fmt: skip
-LAYOUT = "FireRisk/{train,val}/<Class>/*.png (one folder per class)"
 #: The release folder each split reads.
 RELEASE_SPLIT = {"train": "train", "val": "train", "test": "val"}
 
@@ -107,9 +107,9 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
 
     where = f"dataset {request.name or 'firerisk'}"
     bands = band_indices(request.bands, FILE_BANDS, where)
-    check_class_count(request, CLASSES, "FireRisk", where)
-    val_fraction = fraction_option(request.options, "val_fraction", 0.1)
-    root = require_dir(Path(request.root), LAYOUT)
+    check_class_count(request, SPEC.classes, "FireRisk", where)
+    val_fraction = fraction_option(request.options, "val_fraction", SPEC.options["val_fraction"])
+    root = require_dir(Path(request.root), SPEC.layout)
     release = RELEASE_SPLIT[request.split]
     folder = root / "FireRisk" / release
     if not folder.is_dir():
@@ -118,14 +118,14 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             "FireRisk folder not found",
             where=str(folder),
             hint=(f"unzip FireRisk.zip in {root}; " if zipped else "")
-            + f"expected {LAYOUT}; set the folder with --root",
+            + f"expected {SPEC.layout}; set the folder with --root",
         )
-    missing = [c for c in CLASSES if not (folder / c).is_dir()]
+    missing = [c for c in SPEC.classes if not (folder / c).is_dir()]
     if missing:
         raise DataError(
             f"FireRisk class folder(s) missing: {', '.join(missing)}",
             where=str(folder),
-            hint=f"expected one folder per class ({', '.join(CLASSES)})",
+            hint=f"expected one folder per class ({', '.join(SPEC.classes)})",
         )
     try:
         inner = FireRisk(root=str(root), split=release, download=False, checksum=False)
@@ -133,13 +133,13 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         raise DataError(
             f"FireRisk {release} folder is incomplete: {err}",
             where=str(folder),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {SPEC.layout}",
         ) from err
-    if tuple(inner.classes) != CLASSES:  # an extra folder would shift the class ids
+    if tuple(inner.classes) != SPEC.classes:  # an extra folder would shift the class ids
         raise DataError(
             f"unexpected folders among the FireRisk classes: {', '.join(inner.classes)}",
             where=str(folder),
-            hint=f"keep only the class folders {', '.join(CLASSES)}",
+            hint=f"keep only the class folders {', '.join(SPEC.classes)}",
         )
     indices = list(range(len(inner)))
     if request.split != "test":

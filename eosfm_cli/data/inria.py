@@ -35,25 +35,20 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
-from eosfm_cli.data.windows import (
-    ImagePair,
-    WindowedSegmentation,
-    fraction_option,
-    int_option,
-    split_keys,
-)
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import ImagePair, WindowedSegmentation
 from eosfm_cli.errors import DataError
 
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("inria_aerial")
+
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
-CLASSES: tuple[str, ...] = ("background", "building")
 #: Images ``n`` <= this of every city form the dataset's validation protocol (our test split).
 HELD_OUT_PER_CITY = 5
 
 TRAIN_DIR = Path("AerialImageDataset", "train")
-LAYOUT = (
-    "AerialImageDataset/train/images/<city><n>.tif (RGB) + "
-    "AerialImageDataset/train/gt/<city><n>.tif (0/255 buildings)"
-)
 _NAME_RE = re.compile(r"^(.*?)(\d+)\.tif$")
 
 
@@ -68,8 +63,8 @@ def list_pairs(root: Path) -> list[tuple[str, int, ImagePair]]:
     Raises:
         DataError: when a folder is missing, holds no image, or an image has no ground truth.
     """
-    images = require_dir(root / TRAIN_DIR / "images", LAYOUT)
-    gt = require_dir(root / TRAIN_DIR / "gt", LAYOUT)
+    images = require_dir(root / TRAIN_DIR / "images", SPEC.layout)
+    gt = require_dir(root / TRAIN_DIR / "gt", SPEC.layout)
     found = []
     for path in sorted(images.glob("*.tif")):
         match = _NAME_RE.match(path.name)
@@ -80,14 +75,14 @@ def list_pairs(root: Path) -> list[tuple[str, int, ImagePair]]:
             raise DataError(
                 "ground truth missing for an Inria image",
                 where=str(mask),
-                hint=f"re-extract the dataset; expected {LAYOUT}",
+                hint=f"re-extract the dataset; expected {SPEC.layout}",
             )
         found.append((match.group(1), int(match.group(2)), ImagePair(path, mask)))
     if not found:
         raise DataError(
             "no <city><n>.tif image in the Inria training folder",
             where=str(images),
-            hint=f"expected {LAYOUT}; set the folder with --root",
+            hint=f"expected {SPEC.layout}; set the folder with --root",
         )
     return found
 
@@ -109,10 +104,10 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'inria_aerial'}"
     bands = band_indices(request.bands, FILE_BANDS, where)
-    check_class_count(request, CLASSES, "Inria", where)
-    crops = int_option(request.options, "crops_per_image", 16)
-    val_fraction = fraction_option(request.options, "val_fraction", 0.1)
-    root = require_dir(Path(request.root), LAYOUT)
+    check_class_count(request, SPEC.classes, "Inria", where)
+    crops = int_option(request.options, "crops_per_image", SPEC.options["crops_per_image"])
+    val_fraction = fraction_option(request.options, "val_fraction", SPEC.options["val_fraction"])
+    root = require_dir(Path(request.root), SPEC.layout)
     pairs = list_pairs(root)
 
     held_out = [(c, n, p) for c, n, p in pairs if n <= HELD_OUT_PER_CITY]
@@ -139,5 +134,5 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         patch_size=request.patch_size,
         crops_per_image=crops,
         seed=request.seed,
-        layout=LAYOUT,
+        layout=SPEC.layout,
     )

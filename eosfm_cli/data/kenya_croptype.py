@@ -10,8 +10,8 @@ Release layout (torchgeo's :class:`~torchgeo.datasets.CV4AKenyaCropType`, synced
         bands B01..B08, B8A, B09, B11, B12 (Sentinel-2 L2A on a 10 m grid) and CLD (cloud
         probability); 13 dates from 20190606 to 20191103; tiles 0..3 of 3035x2016 px
 
-Crop ids 1..7 are the seven classes of the dataset's documentation (Maize, Cassava, Common Bean,
-Maize & Common Bean, Maize & Cassava, Maize & Soybean, Cassava & Common Bean), returned 0..6.
+Crop ids 1..7 are the seven classes of the dataset's documentation, in the registry's order,
+returned 0..6.
 One date is read (``options["date"]``, default ``20190606``), band values as stored.
 
 Labelled pixels only. Fields with crop id 0 are the competition's test fields, whose labels were
@@ -47,33 +47,24 @@ from eosfm_cli.data.base import (
     require_dir,
     require_file,
 )
-from eosfm_cli.data.windows import (
-    PatchWindow,
-    check_options,
-    fraction_option,
-    int_option,
-    split_keys,
-    tile_windows,
-)
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import check_options, fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import PatchWindow, tile_windows
 from eosfm_cli.errors import DataError
+
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("kenya_croptype")
 
 #: The Sentinel-2 bands of each date (CLD, the cloud probability, is not a catalog band).
 FILE_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
-)  # fmt: skip
-CLASSES: tuple[str, ...] = (
-    "Maize", "Cassava", "Common Bean", "Maize & Common Bean", "Maize & Cassava",
-    "Maize & Soybean", "Cassava & Common Bean",
 )  # fmt: skip
 DATES: tuple[str, ...] = (
     "20190606", "20190701", "20190706", "20190711", "20190721", "20190805", "20190815",
     "20190825", "20190909", "20190919", "20190924", "20191004", "20191103",
 )  # fmt: skip
 DEFAULT_DATE = DATES[0]
-LAYOUT = (
-    "torchgeo CV4AKenyaCropType: data/<tile>/<tile>_label.tif, <tile>_field_id.tif, "
-    "<date>/<tile>_<band>_<date>.tif"
-)
 OPTIONS = ("date", "val_fraction", "test_fraction", "crops_per_image")
 
 
@@ -88,7 +79,7 @@ def _read(path: Path, box: PatchWindow | None = None, band: int = 1) -> np.ndarr
         raise DataError(
             f"cannot read the Kenya crop type file ({err})",
             where=str(path),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {SPEC.layout}",
         ) from err
 
 
@@ -127,19 +118,19 @@ def index_tiles(root: Path, date: str, bands: tuple[str, ...]) -> list[KenyaTile
     Raises:
         DataError: when ``data/`` holds no tile, or a tile lacks a file.
     """
-    data = require_dir(root / "data", LAYOUT)
+    data = require_dir(root / "data", SPEC.layout)
     tiles = []
     for folder in sorted((p for p in data.iterdir() if p.is_dir()), key=lambda p: p.name):
         tile = KenyaTile(root, folder.name, date)
         if not tile.label.is_file():
             continue
-        require_file(tile.field_id, LAYOUT)
+        require_file(tile.field_id, SPEC.layout)
         for band in dict.fromkeys(bands):
-            require_file(tile.band(band), LAYOUT)
+            require_file(tile.band(band), SPEC.layout)
         tiles.append(tile)
     if not tiles:
         raise DataError(
-            "no tile with a label raster found", where=str(data), hint=f"expected {LAYOUT}"
+            "no tile with a label raster found", where=str(data), hint=f"expected {SPEC.layout}"
         )
     return tiles
 
@@ -164,7 +155,7 @@ def crop_mask(
     ignore_index: int,
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Class indices 0..6 on pixels of the ``keep`` fields with a crop id, else ``ignore_index``."""
-    valid = (label >= 1) & (label <= len(CLASSES)) & np.isin(fields, keep)
+    valid = (label >= 1) & (label <= len(SPEC.classes)) & np.isin(fields, keep)
     return np.where(valid, label - 1, ignore_index).astype(np.int64)
 
 
@@ -264,7 +255,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     where = f"dataset {request.name or 'kenya_croptype'}"
     band_indices(request.bands, FILE_BANDS, where)
     check_options(request.options, OPTIONS, where)
-    check_class_count(request, CLASSES, "CV4A Kenya", where, kind="crop")
+    check_class_count(request, SPEC.classes, "CV4A Kenya", where, kind="crop")
     date = str(request.options.get("date", DEFAULT_DATE))
     if date not in DATES:
         raise DataError(
@@ -278,13 +269,13 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     }
     crops = int_option(request.options, "crops_per_image", None)
     ignore = -1 if request.ignore_index is None else int(request.ignore_index)
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), SPEC.layout)
     tiles = index_tiles(root, date, tuple(request.bands))
 
     rasters = {t.tile: labelled_fields(t) for t in tiles}
     keys: list[tuple[str, int]] = []
     for name, (label, fields) in rasters.items():
-        ids = np.unique(fields[(label >= 1) & (label <= len(CLASSES)) & (fields > 0)])
+        ids = np.unique(fields[(label >= 1) & (label <= len(SPEC.classes)) & (fields > 0)])
         keys.extend((name, int(i)) for i in ids)
     chosen = split_keys(keys, request.seed, fractions)[request.split]
     split_fields = {

@@ -10,7 +10,7 @@ the ``{train,val,test}.txt`` split files list those tiles. torchgeo's
                                        three identical channels, the first one is read)
     <root>/{train,val,test}.txt        one tile id ``<ortho>_<k>`` per line
 
-Classes: 0 background, 1 building, 2 woodland, 3 water, 4 road. A mask value above 4 gets
+Mask values 0..4 are the registry's five classes, in order. A mask value above 4 gets
 ``request.ignore_index``, or is a :class:`DataError` when none is set.
 
 torchgeo's class is not used to read: when the split files or tiles are incomplete it extracts
@@ -39,12 +39,15 @@ from eosfm_cli.data.base import (
     require_dir,
     require_file,
 )
-from eosfm_cli.data.windows import ImagePair, WindowedSegmentation, int_option
+from eosfm_cli.data.options import int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import ImagePair, WindowedSegmentation
 from eosfm_cli.errors import DataError
 
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("landcoverai")
+
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
-CLASSES: tuple[str, ...] = ("background", "building", "woodland", "water", "road")
-LAYOUT = "output/<ortho>_<k>.jpg + output/<ortho>_<k>_m.png + {train,val,test}.txt"
 
 
 class MaskDecoder:
@@ -62,7 +65,7 @@ class MaskDecoder:
     ) -> np.ndarray[Any, np.dtype[np.int64]]:
         """Return the ``int64 (h, w)`` class ids of a mask window's first band."""
         mask = data[0].astype(np.int64)
-        bad = mask >= len(CLASSES)
+        bad = mask >= len(SPEC.classes)
         if bad.any():
             if self.ignore_index is None:
                 raise DataError(
@@ -96,23 +99,23 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'landcoverai'}"
     bands = band_indices(request.bands, FILE_BANDS, where)
-    check_class_count(request, CLASSES, "LandCover.ai", where)
-    crops = int_option(request.options, "crops_per_image", 1)
-    root = require_dir(Path(request.root), LAYOUT)
+    check_class_count(request, SPEC.classes, "LandCover.ai", where)
+    crops = int_option(request.options, "crops_per_image", SPEC.options["crops_per_image"])
+    root = require_dir(Path(request.root), SPEC.layout)
     output = root / "output"
     if not output.is_dir():
         hint = "run the release's split.py to cut the tiles, or unzip output.zip; "
         raise DataError(
             "LandCover.ai tile folder not found",
             where=str(output),
-            hint=hint + f"expected {LAYOUT}",
+            hint=hint + f"expected {SPEC.layout}",
         )
-    ids = split_ids(require_file(root / f"{request.split}.txt", LAYOUT))
+    ids = split_ids(require_file(root / f"{request.split}.txt", SPEC.layout))
     if not ids:
         raise DataError(
             f"the LandCover.ai {request.split} split file is empty",
             where=str(root / f"{request.split}.txt"),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {SPEC.layout}",
         )
     present = {p.name for p in output.iterdir()}
     pairs = []
@@ -122,7 +125,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
                 raise DataError(
                     f"tile {name} of {request.split}.txt is missing",
                     where=str(output / name),
-                    hint=f"re-run split.py or re-extract output.zip; expected {LAYOUT}",
+                    hint=f"re-run split.py or re-extract output.zip; expected {SPEC.layout}",
                 )
         pairs.append(ImagePair(output / f"{tile}.jpg", output / f"{tile}_m.png"))
     return WindowedSegmentation(
@@ -134,5 +137,5 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         patch_size=request.patch_size,
         crops_per_image=crops,
         seed=request.seed,
-        layout=LAYOUT,
+        layout=SPEC.layout,
     )

@@ -28,16 +28,18 @@ from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
 from eosfm_cli.data.change_pairs import ChangeScene, WindowedChangePairs
-from eosfm_cli.data.windows import fraction_option, int_option, raster_shape, split_keys
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import raster_shape
 from eosfm_cli.errors import DataError
 
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("levircdplus")
+
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
-CLASSES: tuple[str, ...] = ("no change", "change")
 DIRECTORY = "LEVIR-CD+"
 FOLDERS = ("A", "B", "label")
-LAYOUT = "LEVIR-CD+: LEVIR-CD+/{train,test}/{A,B,label}/<name>.png"
-DEFAULT_PATCH = 256
-DEFAULT_CROPS = 16
 
 
 def check_layout(root: Path) -> None:
@@ -46,10 +48,10 @@ def check_layout(root: Path) -> None:
     Raises:
         DataError: naming the first missing folder.
     """
-    require_dir(root, LAYOUT)
+    require_dir(root, SPEC.layout)
     for split in ("train", "test"):
         for folder in FOLDERS:
-            require_dir(root / DIRECTORY / split / folder, LAYOUT)
+            require_dir(root / DIRECTORY / split / folder, SPEC.layout)
 
 
 def list_pairs(root: Path, split: str) -> list[dict[str, str]]:
@@ -69,7 +71,8 @@ def list_pairs(root: Path, split: str) -> list[dict[str, str]]:
                 raise DataError(
                     f"LEVIR-CD+ pair {Path(pair['image1']).name} is incomplete",
                     where=pair[key],
-                    hint=f"every A/<name>.png needs B/<name>.png and label/<name>.png; {LAYOUT}",
+                    hint="every A/<name>.png needs B/<name>.png and label/<name>.png; "
+                    + SPEC.layout,
                 )
     return files
 
@@ -90,7 +93,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'levircdplus'}"
     bands = [i + 1 for i in band_indices(request.bands, FILE_BANDS, where)]
-    if request.classes and tuple(request.classes) != CLASSES:
+    if request.classes and tuple(request.classes) != SPEC.classes:
         raise DataError(
             "LEVIR-CD+ has the classes 'no change' and 'change'; the request differs",
             where=where,
@@ -99,8 +102,8 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     root = Path(request.root)
     check_layout(root)
     options = request.options
-    crops = int_option(options, "crops_per_image", DEFAULT_CROPS)
-    val_fraction = fraction_option(options, "val_fraction", 0.1)
+    crops = int_option(options, "crops_per_image", SPEC.options["crops_per_image"])
+    val_fraction = fraction_option(options, "val_fraction", SPEC.options["val_fraction"])
 
     if request.split == "test":
         files = list_pairs(root, "test")
@@ -114,12 +117,12 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         raise DataError(
             f"the LEVIR-CD+ {request.split} split is empty",
             where=str(root / DIRECTORY),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {SPEC.layout}",
         )
     scenes = []
     for pair in files:
         first, second = Path(pair["image1"]), Path(pair["image2"])
-        _, height, width = raster_shape(first, LAYOUT)
+        _, height, width = raster_shape(first, SPEC.layout)
         scenes.append(
             ChangeScene(
                 name=first.stem,
@@ -133,8 +136,8 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     return WindowedChangePairs(
         scenes,
         split=request.split,
-        patch_size=request.patch_size or DEFAULT_PATCH,
+        patch_size=SPEC.crop_size(request.patch_size),
         crops_per_image=crops,
         seed=request.seed,
-        layout=LAYOUT,
+        layout=SPEC.layout,
     )

@@ -7,8 +7,8 @@ Release layout (``Train.zip``, ``Val.zip``, ``Test.zip`` extracted, as torchgeo'
     <root>/{Train,Val}/{Urban,Rural}/masks_png/<n>.png    1024x1024 single-band PNG
     <root>/Test/{Urban,Rural}/images_png/<n>.png          no masks (scored online)
 
-Mask values are 0 no-data, 1 background, 2 building, 3 road, 4 water, 5 barren, 6 forest,
-7 agriculture. The class ids are the file values (the class list keeps ``no-data`` at 0), and
+Mask values 0..7 are the registry's eight classes, in order, ``no-data`` first. The class ids
+are the file values (the class list keeps ``no-data`` at 0), and
 no-data pixels get ``request.ignore_index`` (0 by default, so they stay 0 and are ignored);
 any value above 7 is no-data too.
 
@@ -33,22 +33,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
-from eosfm_cli.data.windows import (
-    ImagePair,
-    WindowedSegmentation,
-    fraction_option,
-    int_option,
-    split_keys,
-)
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import ImagePair, WindowedSegmentation
 from eosfm_cli.errors import DataError
 
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("loveda")
+
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
-CLASSES: tuple[str, ...] = (
-    "no-data", "background", "building", "road", "water", "barren", "forest", "agriculture",
-)  # fmt: skip
 NO_DATA = 0
 SCENES: tuple[str, ...] = ("urban", "rural")
-LAYOUT = "{Train,Val}/{Urban,Rural}/{images_png,masks_png}/<n>.png"
 
 
 class MaskDecoder:
@@ -61,7 +57,7 @@ class MaskDecoder:
     def __init__(self, ignore_index: int) -> None:
         self.table = np.arange(256, dtype=np.int64)
         self.table[NO_DATA] = ignore_index
-        self.table[len(CLASSES) :] = ignore_index
+        self.table[len(SPEC.classes) :] = ignore_index
 
     def __call__(
         self, data: np.ndarray[Any, Any], path: Path
@@ -76,7 +72,7 @@ def scene_option(options: dict[str, Any]) -> list[str]:
     Raises:
         DataError: when the value names another scene or is empty.
     """
-    value = options.get("scenes", list(SCENES))
+    value = options.get("scenes", SPEC.options["scenes"])
     scenes = [value] if isinstance(value, str) else list(value)
     if not scenes or any(s not in SCENES for s in scenes):
         raise DataError(
@@ -96,22 +92,22 @@ def list_pairs(root: Path, folder: str, scenes: list[str]) -> list[ImagePair]:
     pairs = []
     for scene in scenes:
         base = root / folder / scene.capitalize()
-        images = require_dir(base / "images_png", LAYOUT)
-        masks = require_dir(base / "masks_png", LAYOUT)
+        images = require_dir(base / "images_png", SPEC.layout)
+        masks = require_dir(base / "masks_png", SPEC.layout)
         for path in sorted(images.glob("*.png")):
             mask = masks / path.name
             if not mask.is_file():
                 raise DataError(
                     "mask missing for a LoveDA image",
                     where=str(mask),
-                    hint=f"re-extract {folder}.zip; expected {LAYOUT}",
+                    hint=f"re-extract {folder}.zip; expected {SPEC.layout}",
                 )
             pairs.append(ImagePair(path, mask))
     if not pairs:
         raise DataError(
             f"no image in the LoveDA {folder} folder",
             where=str(root / folder),
-            hint=f"expected {LAYOUT}; set the folder with --root",
+            hint=f"expected {SPEC.layout}; set the folder with --root",
         )
     return pairs
 
@@ -133,11 +129,11 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'loveda'}"
     bands = band_indices(request.bands, FILE_BANDS, where)
-    check_class_count(request, CLASSES, "LoveDA", where, note=" (no-data first)")
-    crops = int_option(request.options, "crops_per_image", 4)
-    val_fraction = fraction_option(request.options, "val_fraction", 0.1)
+    check_class_count(request, SPEC.classes, "LoveDA", where, note=" (no-data first)")
+    crops = int_option(request.options, "crops_per_image", SPEC.options["crops_per_image"])
+    val_fraction = fraction_option(request.options, "val_fraction", SPEC.options["val_fraction"])
     scenes = scene_option(request.options)
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), SPEC.layout)
     pairs = list_pairs(root, "Val" if request.split == "test" else "Train", scenes)
     if request.split != "test":
         # keyed by scene and file name: numbers are unique across scenes, but be safe
@@ -161,5 +157,5 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         patch_size=request.patch_size,
         crops_per_image=crops,
         seed=request.seed,
-        layout=LAYOUT,
+        layout=SPEC.layout,
     )

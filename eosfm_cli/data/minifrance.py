@@ -13,7 +13,7 @@ read. The set of partitions with labels to read is ``options["partitions"]``
 (``["labeled_train"]``); an image without its ``_UA2012.tif`` mask is a :class:`DataError`.
 
 The mask values are the 16 classes of :data:`~eosfm_cli.data.registry.URBANATLAS16_CLASSES`
-(0 is "No information", the registry's ``ignore_index``); any value above 15 also gets
+(0 is no information, the registry's ``ignore_index``); any value above 15 also gets
 ``request.ignore_index``.
 
 Splits. The labelled release has no validation or test list, so the images are split with
@@ -39,29 +39,24 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
-from eosfm_cli.data.registry import URBANATLAS16_CLASSES
+from eosfm_cli.data.options import fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
 from eosfm_cli.data.windows import (
     ImagePair,
     MaskDecoder,
     PatchWindow,
     WindowedSegmentation,
-    fraction_option,
-    int_option,
     raster_shape,
 )
 from eosfm_cli.errors import DataError
 
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("minifrance")
+
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B")
-CLASSES: tuple[str, ...] = URBANATLAS16_CLASSES
 IMAGE_DIR = "BDORTHO"
 MASK_DIR = "UrbanAtlas"
 MASK_SUFFIX = "_UA2012.tif"
-LAYOUT = (
-    "MiniFrance: labeled_train/<city>/BDORTHO/<tile>.tif + "
-    "labeled_train/<city>/UrbanAtlas/<tile>_UA2012.tif"
-)
-DEFAULT_PATCH = 512
-DEFAULT_CROPS = 16
 
 
 def strided_starts(length: int, size: int, stride: int) -> list[int]:
@@ -93,7 +88,7 @@ def find_pairs(root: Path, partitions: Sequence[str]) -> list[ImagePair]:
     """
     pairs = []
     for partition in partitions:
-        folder = require_dir(root / partition, LAYOUT)
+        folder = require_dir(root / partition, SPEC.layout)
         for city in sorted(p for p in folder.iterdir() if (p / IMAGE_DIR).is_dir()):
             for image in sorted((city / IMAGE_DIR).glob("*.tif")):
                 mask = city / MASK_DIR / f"{image.stem}{MASK_SUFFIX}"
@@ -101,7 +96,7 @@ def find_pairs(root: Path, partitions: Sequence[str]) -> list[ImagePair]:
                     raise DataError(
                         f"MiniFrance image {image.name} has no UrbanAtlas mask",
                         where=str(mask),
-                        hint=f"expected {LAYOUT}",
+                        hint=f"expected {SPEC.layout}",
                     )
                 pairs.append(ImagePair(image, mask))
     return pairs
@@ -145,7 +140,7 @@ def decode_classes(
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Keep class values 0..15 of a ``(1, h, w)`` mask; others get ``ignore_index``."""
     mask = data[0].astype(np.int64)
-    mask[(mask < 0) | (mask >= len(CLASSES))] = ignore_index
+    mask[(mask < 0) | (mask >= len(SPEC.classes))] = ignore_index
     return mask
 
 
@@ -189,12 +184,12 @@ class MiniFranceSplit(WindowedSegmentation):
             patch_size=patch_size,
             crops_per_image=crops_per_image,
             seed=seed,
-            layout=LAYOUT,
+            layout=SPEC.layout,
         )
         if split != "train":
             self.windows = []
             for i, pair in enumerate(self.pairs):
-                _, height, width = raster_shape(pair.image, LAYOUT)
+                _, height, width = raster_shape(pair.image, SPEC.layout)
                 self.windows.extend(
                     (i, w) for w in strided_windows(height, width, patch_size, stride)
                 )
@@ -217,33 +212,33 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'minifrance'}"
     bands = [i + 1 for i in band_indices(request.bands, FILE_BANDS, where)]
-    if request.classes and tuple(request.classes) != CLASSES:
+    if request.classes and tuple(request.classes) != SPEC.classes:
         raise DataError(
             "MiniFrance has the 16 UrbanAtlas classes; the requested class list differs",
             where=where,
             hint="use the registry's URBANATLAS16_CLASSES",
         )
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), SPEC.layout)
     options = request.options
     partitions = options.get("partitions", ["labeled_train"])
     if isinstance(partitions, str):
         partitions = [partitions]
-    patch = request.patch_size or DEFAULT_PATCH
+    patch = SPEC.crop_size(request.patch_size)
     stride = int_option(options, "stride", max(1, patch // 2))
-    crops = int_option(options, "crops_per_image", DEFAULT_CROPS)
+    crops = int_option(options, "crops_per_image", SPEC.options["crops_per_image"])
     pairs = find_pairs(root, [str(p) for p in partitions])
     splits = split_images(
         [str(p.image.relative_to(root)) for p in pairs],
         request.seed,
-        fraction_option(options, "val_fraction", 0.1),
-        fraction_option(options, "test_fraction", 0.2),
+        fraction_option(options, "val_fraction", SPEC.options["val_fraction"]),
+        fraction_option(options, "test_fraction", SPEC.options["test_fraction"]),
     )
     chosen = [p for p in pairs if str(p.image.relative_to(root)) in splits[request.split]]
     if not chosen:
         raise DataError(
             f"the MiniFrance {request.split} split is empty ({len(pairs)} labelled images)",
             where=str(root),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {SPEC.layout}",
         )
     ignore = 0 if request.ignore_index is None else int(request.ignore_index)
     return MiniFranceSplit(

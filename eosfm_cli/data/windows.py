@@ -1,4 +1,4 @@
-"""Windowed reading of large images, dataset-option parsing and seeded hold-out splits.
+"""Windowed reading of large images: window plans, raster reads and the windowed dataset.
 
 Several releases ship images far larger than a training patch (Inria 5000 px, DeepGlobe
 2448 px, LoveDA 1024 px, CaFFe, DFC2022, ETCI 2021 scenes). Their loaders never decode a whole
@@ -15,22 +15,16 @@ image when it exceeds the patch size: they list, once at build time, the windows
 :func:`plan_windows` picks between the two for a split. An image no larger than the patch (or
 any image when there is no patch size) is one window, the whole image.
 :class:`WindowedSegmentation` is the ready-made dataset for image/mask pairs.
-
-Loaders that draw their own hold-out split use :func:`split_keys`: sorted keys, shuffled by the
-request's seed, cut into fractions, so a split never depends on file-system order. The
-``*_option`` readers and :func:`check_options` validate ``dataset.options`` with messages that
-name the key.
 """
 
 from __future__ import annotations
 
-import difflib
 import random
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +33,6 @@ from torch.utils.data import Dataset
 
 from eosfm_cli.errors import DataError
 from eosfm_cli.tiles import tile_starts
-
-K = TypeVar("K", bound=Hashable)
 
 #: Decodes the mask bands of one window (``(k, h, w)``, file dtype) into ``int64 (h, w)``.
 MaskDecoder = Callable[[np.ndarray[Any, Any], Path], np.ndarray[Any, np.dtype[np.int64]]]
@@ -223,152 +215,6 @@ def read_window(
             )
         data = src.read(unique, window=window.to_rasterio())
     return data[[unique.index(b) for b in bands]]  # type: ignore[no-any-return]
-
-
-@overload
-def int_option(options: Mapping[str, Any], key: str, default: int) -> int: ...
-
-
-@overload
-def int_option(options: Mapping[str, Any], key: str, default: None) -> int | None: ...
-
-
-def int_option(options: Mapping[str, Any], key: str, default: int | None) -> int | None:
-    """Read a positive integer dataset option.
-
-    Args:
-        options: the dataset options.
-        key: the option name.
-        default: value when the option is absent; with a ``None`` default an explicit
-            ``null`` also reads as ``None`` (e.g. "as many crops as tiles").
-
-    Returns:
-        The value.
-
-    Raises:
-        DataError: when the value is not a positive integer.
-    """
-    value = options.get(key, default)
-    if value is None and default is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DataError(
-            f"bad value {value!r}", where=f"dataset.options.{key}", hint="use a positive integer"
-        )
-    return value
-
-
-def fraction_option(
-    options: Mapping[str, Any], key: str, default: float, *, allow_zero: bool = False
-) -> float:
-    """Read a dataset option that is a fraction below 1.
-
-    Args:
-        options: the dataset options.
-        key: the option name.
-        default: value when the option is absent.
-        allow_zero: accept 0 (the range is ``[0, 1)``); otherwise the range is ``(0, 1)``.
-
-    Returns:
-        The value as a float.
-
-    Raises:
-        DataError: when the value is not a number in the range.
-    """
-    value = options.get(key, default)
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number or not (0 <= value < 1 if allow_zero else 0 < value < 1):
-        interval = "[0, 1)" if allow_zero else "(0, 1)"
-        raise DataError(
-            f"bad value {value!r}",
-            where=f"dataset.options.{key}",
-            hint=f"use a number in {interval}",
-        )
-    return float(value)
-
-
-def bool_option(options: Mapping[str, Any], key: str, default: bool) -> bool:
-    """Read a boolean dataset option.
-
-    Args:
-        options: the dataset options.
-        key: the option name.
-        default: value when the option is absent.
-
-    Returns:
-        The value.
-
-    Raises:
-        DataError: when the value is not ``true`` or ``false``.
-    """
-    value = options.get(key, default)
-    if not isinstance(value, bool):
-        raise DataError(
-            f"bad value {value!r}", where=f"dataset.options.{key}", hint="use true or false"
-        )
-    return value
-
-
-def check_options(options: Mapping[str, Any], known: Sequence[str], where: str) -> None:
-    """Refuse an unknown dataset option, suggesting the closest known one.
-
-    Args:
-        options: the dataset options.
-        known: the option names the loader reads.
-        where: the dataset, for the message (``"dataset caffe"``).
-
-    Raises:
-        DataError: naming the first unknown option, with a did-you-mean hint when one is close.
-    """
-    for key in options:
-        if key not in known:
-            close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
-            raise DataError(
-                f"unknown option {key!r} for {where}",
-                where=f"dataset.options.{key}",
-                hint=(f"did you mean {close[0]!r}? " if close else "")
-                + f"known options: {', '.join(known) or '(none)'}",
-            )
-
-
-def split_keys(
-    keys: Iterable[K],
-    seed: int,
-    fractions: Mapping[str, float],
-    *,
-    sort_key: Callable[[K], Any] = repr,
-) -> dict[str, list[K]]:
-    """Split keys into named parts, seeded and disjoint.
-
-    The unique keys are sorted by ``sort_key``, shuffled by ``seed`` and cut in the order of
-    ``fractions``. The sort only fixes the starting order, but that order decides the draw:
-    ``repr`` (the default) orders any hashable keys, ``str`` orders string keys the plain way.
-    A loader must keep the ``sort_key`` it was released with, or its splits change.
-
-    Args:
-        keys: the keys (scenes, images, fields); duplicates are merged.
-        seed: the random seed.
-        fractions: share of the keys for each named hold-out part (``{"val": 0.1}``); the rest
-            goes to ``train``. Each hold-out part with a positive fraction gets at least one key
-            while ``train`` keeps one.
-        sort_key: orders the keys before the shuffle and within each part.
-
-    Returns:
-        ``{<part>: [...], "train": [...]}``, each sorted by ``sort_key``.
-    """
-    order = sorted(set(keys), key=sort_key)
-    random.Random(seed).shuffle(order)
-    out: dict[str, list[K]] = {}
-    start = 0
-    for part, fraction in fractions.items():
-        n = round(len(order) * fraction)
-        if fraction > 0 and n == 0 and len(order) - start > 1:
-            n = 1
-        n = min(n, max(len(order) - start - 1, 0))
-        out[part] = sorted(order[start : start + n], key=sort_key)
-        start += n
-    out["train"] = sorted(order[start:], key=sort_key)
-    return out
 
 
 class WindowedSegmentation(Dataset[dict[str, Tensor]]):

@@ -21,27 +21,32 @@ def _experiment_root(name: str, profile_path: Path, sets: list[str]) -> str | No
     from eosfm_cli.context import find_dataset_profile, find_profile, resolve
 
     base = find_profile(profile_path)
+    # An experiment without a profile file reads its folder from the base profile.
+    dataset = name if find_dataset_profile(name, base) is not None else None
     try:
-        if find_dataset_profile(name, base) is None:
-            ctx = resolve(base, sets)
-            root = ctx.profile.data.roots.get(name) or ctx.profile.data.root
-        else:
-            ctx = resolve(base, sets, dataset=name)
-            root = ctx.profile.data.roots.get(name) or ctx.profile.data.root
+        ctx = resolve(base, sets, dataset=dataset)
     except ProfileError:
         return None
-    return root
+    return ctx.profile.data.roots.get(name) or ctx.profile.data.root
 
 
-def list_datasets(profile_path: Path, sets: list[str]) -> None:
+def list_datasets(profile_path: Path, sets: list[str], experiment: str | None = None) -> None:
     """Print every experiment with its task, bands, classes and whether its root is present.
 
     Args:
         profile_path: the base profile (its ``data`` section and dataset profiles give roots).
         sets: ``--set`` overrides.
+        experiment: describe this one experiment in full instead (its classes, bands, layout
+            and defaults).
+
+    Raises:
+        ProfileError: for an unknown experiment.
     """
     from eosfm_cli.data.registry import EXPERIMENTS
 
+    if experiment is not None:
+        describe_experiment(experiment, _experiment_root(experiment, profile_path, sets))
+        return
     table = Table(title="eosfm experiments", show_lines=False)
     for col in ("experiment", "task", "bands", "classes", "loader", "root", "present"):
         table.add_column(col, overflow="fold")
@@ -59,6 +64,41 @@ def list_datasets(profile_path: Path, sets: list[str]) -> None:
             "[green]yes[/green]" if present else "[dim]no[/dim]",
         )
     console.print(table)
+
+
+def describe_experiment(name: str, root: str | None) -> None:
+    """Print one experiment's registry entry: classes, bands, layout and defaults.
+
+    Args:
+        name: the experiment.
+        root: its folder in the resolved profile, if any.
+
+    Raises:
+        ProfileError: for an unknown experiment, with the closest valid name.
+    """
+    from eosfm_cli.data.registry import get_experiment
+
+    spec = get_experiment(name, where="datasets list")
+    table = Table(title=f"{spec.name} ({spec.dataset})", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value", overflow="fold")
+    rows = {
+        "task": spec.task,
+        "source": spec.source,
+        "layout": spec.layout,
+        "bands": ", ".join(spec.bands) or "from profile",
+        "classes": "\n".join(f"{i}: {c}" for i, c in enumerate(spec.classes)) or "-",
+        "loss": spec.loss,
+        "ignore_index": "-" if spec.ignore_index is None else str(spec.ignore_index),
+        "patch_size": "-" if spec.patch_size is None else str(spec.patch_size),
+        "options": ", ".join(f"{k}={v}" for k, v in spec.options.items()) or "-",
+        "epochs (paper)": str(spec.default_epochs),
+        "loader": spec.loader or "not yet",
+        "root": root or "-",
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    console.print(table, markup=False)
 
 
 def print_band_catalog() -> None:
