@@ -212,7 +212,7 @@ def test_predict_writes_boxes_as_a_geopackage_in_the_raster_crs(
     from pyogrio import read_info
     from pyogrio.raw import read
 
-    from eosfm_cli.data.dior import CLASSES
+    from eosfm_cli.data.registry import DIOR_CLASSES as CLASSES
     from eosfm_cli.models.generalist import Generalist
 
     real = Generalist.detect
