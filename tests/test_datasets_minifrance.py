@@ -12,10 +12,11 @@ import torch
 from training_helpers import check_specialist, run_training
 
 from eosfm_cli.data.base import DatasetRequest
-from eosfm_cli.data.minifrance import build, strided_starts
+from eosfm_cli.data.minifrance import build
 from eosfm_cli.data.registry import EXPERIMENTS, URBANATLAS16_CLASSES
 from eosfm_cli.data.registry import URBANATLAS16_CLASSES as CLASSES
 from eosfm_cli.errors import DataError
+from eosfm_cli.tiles import tile_starts as strided_starts
 
 ROOT = Path(__file__).resolve().parent / "data" / "minifrance"
 SPEC = EXPERIMENTS["minifrance"]

@@ -56,6 +56,7 @@ from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
 from eosfm_cli.data.folder_items import FOLDERS, FolderItem, dense_items, table_items
 from eosfm_cli.data.registry import get_experiment
 from eosfm_cli.errors import DataError, ProfileError
+from eosfm_cli.tiles import tile_starts
 
 TASKS: tuple[str, ...] = ("segmentation", "change_detection", "classification", "multilabel")
 OPTIONS: tuple[str, ...] = ("task", "file_bands", "val_fraction", "test_fraction")
@@ -267,13 +268,6 @@ def _measure(item: FolderItem, task: str, n_bands: int, declared: Sequence[str])
     return FolderItem(item.files, item.target, height, width)
 
 
-def _starts(size: int, patch: int) -> list[int]:
-    starts = list(range(0, size - patch + 1, patch))
-    if starts[-1] + patch < size:
-        starts.append(size - patch)
-    return starts
-
-
 def _windows(items: list[FolderItem], task: str, patch: int | None) -> list[tuple[int, Window]]:
     out: list[tuple[int, Window]] = []
     if patch is None:
@@ -298,8 +292,8 @@ def _windows(items: list[FolderItem], task: str, patch: int | None) -> list[tupl
         if task in FOLDERS:
             out += [
                 (i, (r, c, patch, patch))
-                for r in _starts(item.height, patch)
-                for c in _starts(item.width, patch)
+                for r in tile_starts(item.height, patch)
+                for c in tile_starts(item.width, patch)
             ]
         else:
             out.append((i, ((item.height - patch) // 2, (item.width - patch) // 2, patch, patch)))

@@ -28,7 +28,6 @@ the patch size by default: 256 for 512), the last row and column aligned to the 
 from __future__ import annotations
 
 import functools
-import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +48,7 @@ from eosfm_cli.data.windows import (
     raster_shape,
 )
 from eosfm_cli.errors import DataError
+from eosfm_cli.tiles import tile_starts
 
 #: The registry's entry: classes, layout and default options come from it.
 SPEC = get_experiment("minifrance")
@@ -59,24 +59,13 @@ MASK_DIR = "UrbanAtlas"
 MASK_SUFFIX = "_UA2012.tif"
 
 
-def strided_starts(length: int, size: int, stride: int) -> list[int]:
-    """Offsets of ``size``-long tiles every ``stride`` pixels covering ``[0, length)``.
-
-    The last tile is flush with the end, so every pixel is covered and every tile is whole.
-    """
-    if size >= length:
-        return [0]
-    steps = math.ceil((length - size) / stride) + 1
-    return sorted({min(i * stride, length - size) for i in range(steps)})
-
-
 def strided_windows(height: int, width: int, size: int, stride: int) -> list[PatchWindow]:
     """Return ``size`` x ``size`` windows every ``stride`` pixels covering the whole image."""
     h, w = min(size, height), min(size, width)
     return [
         PatchWindow(r, c, h, w)
-        for r in strided_starts(height, size, stride)
-        for c in strided_starts(width, size, stride)
+        for r in tile_starts(height, size, stride)
+        for c in tile_starts(width, size, stride)
     ]
 
 
