@@ -32,10 +32,21 @@ DEFAULT_PROFILE = Path("profiles/default.yaml")
 
 
 class ExportFormat(str, Enum):
-    """File format of ``export-ensemble``."""
+    """What ``export-ensemble`` writes: a file format, or with ``--inspect`` a listing format."""
 
     safetensors = "safetensors"
     pth = "pth"
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ListingFormat(str, Enum):
+    """How a listing is printed: a table for people, JSON or CSV for programs."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
 
 
 class ReportFormat(str, Enum):

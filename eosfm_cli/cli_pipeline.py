@@ -63,9 +63,13 @@ def export_ensemble(
         Path | None, typer.Option(help="Collect Lightning checkpoints from this folder instead.")
     ] = None,
     fmt: Annotated[
-        ExportFormat,
-        typer.Option("--format", help="safetensors (native) or pth (reference list)."),
-    ] = ExportFormat.safetensors,
+        ExportFormat | None,
+        typer.Option(
+            "--format",
+            help="safetensors (native, default) or pth (reference list); with --inspect: "
+            "table (default), json or csv.",
+        ),
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Output file.")] = None,
     inspect: Annotated[
         Path | None, typer.Option(help="Print the specialists of an existing ensemble file.")
@@ -97,7 +101,7 @@ def export_ensemble(
         ctx,
         only=only,
         encoders_folder=encoders_folder,
-        fmt=fmt.value,
+        fmt=fmt.value if fmt else None,
         output=output,
         inspect=inspect,
         input_bands=input_bands,
@@ -168,7 +172,11 @@ def evaluate(
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Evaluate heads on the test split: metrics, confusion matrix (or mAP), overlays."""
+    """Evaluate heads on the test split: metrics, confusion matrix (or mAP), overlays.
+
+    Machine-readable results: [bold]eval/<run>/metrics.json[/bold] in the workspace (next to
+    confusion.png, per_class.png and overlays.png).
+    """
     from eosfm_cli.stages.evaluate import evaluate as stage
 
     ctx = stage_context(profile, set_, workspace, root, dry_run, wait)
@@ -235,7 +243,11 @@ def emissions_report(
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Aggregate the CodeCarbon records of one or more workspaces."""
+    """Aggregate the CodeCarbon records of one or more workspaces.
+
+    Machine-readable results: [bold]reports/emissions.json[/bold] in the (first) workspace,
+    or --format json / csv on stdout.
+    """
     from eosfm_cli.stages.emissions_report import emissions_report as stage
 
     ctx = stage_context(profile, set_, workspaces[0] if workspaces else None, None, False)

@@ -14,6 +14,7 @@ from eosfm_cli.cli_common import (
     DEFAULT_PROFILE,
     FetchName,
     GenerateKind,
+    ListingFormat,
     ProfileOpt,
     QuietOpt,
     RootOpt,
@@ -65,6 +66,10 @@ def datasets_list(
         str | None,
         typer.Argument(help="Describe one experiment: its classes, bands, layout, defaults."),
     ] = None,
+    fmt: Annotated[
+        ListingFormat,
+        typer.Option("--format", help="table, or json / csv for other programs (full values)."),
+    ] = ListingFormat.table,
     profile: ProfileOpt = DEFAULT_PROFILE,
     set_: SetOpt = None,
     verbose: VerboseOpt = False,
@@ -73,15 +78,22 @@ def datasets_list(
     """List every experiment: task, bands, classes, and whether its data is present."""
     from eosfm_cli.stages.datasets import list_datasets
 
-    list_datasets(profile, set_ or [], experiment)
+    list_datasets(profile, set_ or [], experiment, fmt.value)
 
 
 @handle_errors
-def datasets_bands(verbose: VerboseOpt = False, quiet: QuietOpt = False) -> None:
+def datasets_bands(
+    fmt: Annotated[
+        ListingFormat,
+        typer.Option("--format", help="table, or json / csv for other programs."),
+    ] = ListingFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
     """Print the band catalog and the named band sets."""
     from eosfm_cli.stages.datasets import print_band_catalog
 
-    print_band_catalog()
+    print_band_catalog(fmt.value)
 
 
 @handle_errors

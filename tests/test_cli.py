@@ -159,3 +159,63 @@ def test_choices_are_listed_and_checked_by_typer() -> None:
     assert "synthetic" in res.output
     res = runner.invoke(app, ["export-ensemble", "--format", "onnx", "--dry-run"])
     assert res.exit_code == 2 and "safetensors" in res.output
+
+
+def test_datasets_list_as_json_lists_every_experiment() -> None:
+    from eosfm_cli.data.registry import EXPERIMENTS
+
+    res = runner.invoke(app, ["datasets", "list", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    records = json.loads(res.stdout)
+    assert [r["experiment"] for r in records] == list(EXPERIMENTS)
+    eurosat = next(r for r in records if r["experiment"] == "eurosat_s2")
+    assert eurosat["classes"][0] == "AnnualCrop" and len(eurosat["bands"]) == 13
+
+
+def test_piped_tables_never_wrap_names() -> None:
+    # CliRunner's stdout is not a terminal, as in `eosfm datasets list | grep eurosat_rgb`.
+    from eosfm_cli.data.registry import EXPERIMENTS
+
+    res = runner.invoke(app, ["datasets", "list"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    for name in EXPERIMENTS:
+        assert any(f" {name} " in line for line in lines), name
+
+
+def test_datasets_csv_outputs_parse() -> None:
+    import csv
+    import io
+
+    res = runner.invoke(app, ["datasets", "bands", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    b8a = next(r for r in rows if r["band"] == "B8A")
+    assert "S2_ALL" in b8a["sets"].split(";") and float(b8a["centre_nm"]) > 860
+    res = runner.invoke(app, ["datasets", "list", "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert {r["experiment"] for r in rows} >= {"eurosat_rgb", "oscd", "folder"}
+
+
+def test_export_inspect_prints_json_and_csv(tmp_path: Path) -> None:
+    import timm
+
+    from eosfm_cli.models import SpecialistSpec
+    from eosfm_cli.models.native_file import save_ensemble
+
+    spec = SpecialistSpec(
+        name="rgb", backbone="convnextv2_atto", bands=["B04", "B03", "B02"],
+        mean=[0.0] * 3, std=[1.0] * 3,
+    )  # fmt: skip
+    model = timm.create_model("convnextv2_atto", features_only=True, in_chans=3)
+    path = save_ensemble(tmp_path / "e.safetensors", [spec], [model.state_dict()])
+    args = ["export-ensemble", "--inspect", str(path), "-w", str(tmp_path / "ws")]
+    res = runner.invoke(app, [*args, "--format", "json", "--input-bands", "B02,B03,B04,B08"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["specialists"][0]["name"] == "rgb" and data["specialists"][0]["in_chans"] == 3
+    assert [c["input_band"] for c in data["plans"][0]["channels"]] == ["B04", "B03", "B02"]
+    res = runner.invoke(app, [*args, "--format", "csv"])
+    assert res.exit_code == 0 and res.stdout.splitlines()[0].startswith("index,name,backbone")
+    res = runner.invoke(app, [*args, "--format", "pth"])
+    assert res.exit_code == 2 and "--inspect prints a listing" in res.output

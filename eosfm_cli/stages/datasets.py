@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -15,6 +17,7 @@ from eosfm_cli.bands import BAND_SETS, all_bands
 from eosfm_cli.console import console, info
 from eosfm_cli.errors import DataError, ProfileError
 from eosfm_cli.io import sha256_file
+from eosfm_cli.records import emit
 
 
 def _experiment_root(name: str, profile_path: Path, sets: list[str]) -> str | None:
@@ -30,7 +33,9 @@ def _experiment_root(name: str, profile_path: Path, sets: list[str]) -> str | No
     return ctx.profile.data.roots.get(name) or ctx.profile.data.root
 
 
-def list_datasets(profile_path: Path, sets: list[str], experiment: str | None = None) -> None:
+def list_datasets(
+    profile_path: Path, sets: list[str], experiment: str | None = None, fmt: str = "table"
+) -> None:
     """Print every experiment with its task, bands, classes and whether its root is present.
 
     Args:
@@ -38,6 +43,7 @@ def list_datasets(profile_path: Path, sets: list[str], experiment: str | None = 
         sets: ``--set`` overrides.
         experiment: describe this one experiment in full instead (its classes, bands, layout
             and defaults).
+        fmt: ``table``, ``json`` or ``csv`` (one record per experiment, every field in full).
 
     Raises:
         ProfileError: for an unknown experiment.
@@ -45,25 +51,56 @@ def list_datasets(profile_path: Path, sets: list[str], experiment: str | None = 
     from eosfm_cli.data.registry import EXPERIMENTS
 
     if experiment is not None:
-        describe_experiment(experiment, _experiment_root(experiment, profile_path, sets))
+        root = _experiment_root(experiment, profile_path, sets)
+        if fmt == "table":
+            describe_experiment(experiment, root)
+        else:
+            from eosfm_cli.data.registry import get_experiment
+
+            record = _experiment_record(get_experiment(experiment, where="datasets list"), root)
+            emit([record], list(record), fmt)
         return
-    table = Table(title="eosfm experiments", show_lines=False)
-    for col in ("experiment", "task", "bands", "classes", "loader", "root", "present"):
-        table.add_column(col, overflow="fold")
-    for spec in EXPERIMENTS.values():
-        root = _experiment_root(spec.name, profile_path, sets)
-        present = root is not None and Path(root).is_dir()
-        table.add_row(
-            spec.name,
-            spec.task,
-            (",".join(spec.bands) if len(spec.bands) <= 4 else f"{len(spec.bands)} bands")
-            or "from profile",
-            str(spec.num_classes) if spec.classes else "-",
-            "yes" if spec.loader else "[dim]not yet[/dim]",
-            root or "-",
-            "[green]yes[/green]" if present else "[dim]no[/dim]",
-        )
-    console.print(table)
+    records = [
+        _experiment_record(spec, _experiment_root(spec.name, profile_path, sets))
+        for spec in EXPERIMENTS.values()
+    ]
+    if fmt != "table":
+        emit(records, list(records[0]), fmt)
+        return
+    emit(
+        records,
+        ["experiment", "task", "bands", "classes", "loader", "root", "present"],
+        "table",
+        title="eosfm experiments",
+        cells={
+            "bands": lambda b: (
+                (", ".join(b) if len(b) <= 4 else f"{len(b)} bands") or "from profile"
+            ),
+            "classes": lambda c: str(len(c)) if c else "-",
+            "loader": lambda v: v or "not yet",
+            "root": lambda v: v or "-",
+            "present": lambda v: "yes" if v else "no",
+        },
+    )
+
+
+def _experiment_record(spec: Any, root: str | None) -> dict[str, Any]:
+    return {
+        "experiment": spec.name,
+        "dataset": spec.dataset,
+        "task": spec.task,
+        "bands": list(spec.bands),
+        "classes": list(spec.classes),
+        "loss": spec.loss,
+        "ignore_index": spec.ignore_index,
+        "patch_size": spec.patch_size,
+        "options": dict(spec.options),
+        "source": spec.source,
+        "layout": spec.layout,
+        "loader": spec.loader,
+        "root": root,
+        "present": root is not None and Path(root).is_dir(),
+    }
 
 
 def describe_experiment(name: str, root: str | None) -> None:
@@ -101,29 +138,47 @@ def describe_experiment(name: str, root: str | None) -> None:
     console.print(table, markup=False)
 
 
-def print_band_catalog() -> None:
-    """Print the band catalog and the named band sets."""
-    table = Table(title="band catalog")
-    for col in ("band", "sensor", "kind", "centre nm", "width nm", "pol.", "unit", "aliases"):
-        table.add_column(col)
-    for b in all_bands():
-        table.add_row(
-            b.name,
-            b.sensor,
-            b.kind,
-            f"{b.center_nm:g}" if b.center_nm else "-",
-            f"{b.width_nm:g}" if b.width_nm else "-",
-            b.polarisation or "-",
-            b.unit,
-            ", ".join(b.aliases),
+def print_band_catalog(fmt: str = "table") -> None:
+    """Print the band catalog and the named band sets.
+
+    Args:
+        fmt: ``table`` (two tables), ``json`` (``{"bands": [...], "band_sets": {...}}``) or
+            ``csv`` (one row per band, with the sets it belongs to).
+    """
+    records = [
+        {
+            "band": b.name,
+            "sensor": b.sensor,
+            "kind": b.kind,
+            "centre_nm": b.center_nm,
+            "width_nm": b.width_nm,
+            "polarisation": b.polarisation,
+            "unit": b.unit,
+            "aliases": list(b.aliases),
+            "sets": [name for name, bands in BAND_SETS.items() if b.name in bands],
+        }
+        for b in all_bands()
+    ]
+    if fmt == "json":
+        console.file.write(
+            json.dumps(
+                {"bands": records, "band_sets": {k: list(v) for k, v in BAND_SETS.items()}},
+                indent=2,
+            )
+            + "\n"
         )
-    console.print(table)
-    sets = Table(title="band sets")
-    sets.add_column("set")
-    sets.add_column("bands")
-    for name, bands in BAND_SETS.items():
-        sets.add_row(name, ", ".join(bands))
-    console.print(sets)
+        return
+    if fmt == "csv":
+        emit(records, list(records[0]), "csv")
+        return
+    number = {
+        "centre_nm": lambda v: f"{v:g}" if v else "-",
+        "width_nm": lambda v: f"{v:g}" if v else "-",
+    }
+    columns = ["band", "sensor", "kind", "centre_nm", "width_nm", "polarisation", "unit", "aliases"]
+    emit(records, columns, "table", title="band catalog", cells=number)
+    sets = [{"set": name, "bands": list(bands)} for name, bands in BAND_SETS.items()]
+    emit(sets, ["set", "bands"], "table", title="band sets")
 
 
 def generate(kind: str, root: Path, n: int, size: int, seed: int, large: int = 0) -> Path:

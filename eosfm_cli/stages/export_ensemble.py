@@ -15,6 +15,8 @@ band plan of each specialist for that input.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,11 @@ from eosfm_cli.ensemble_sources import (
     parse_bands_option,
     workspace_specialists,
 )
-from eosfm_cli.errors import ArtifactError
+from eosfm_cli.errors import ProfileError
+from eosfm_cli.records import FORMATS as LISTING_FORMATS
+from eosfm_cli.records import emit
 
+#: File formats an ensemble is written in; ``--inspect`` prints in one of LISTING_FORMATS.
 FORMATS = ("safetensors", "pth")
 
 
@@ -57,41 +62,108 @@ def specialist_table(entries: list[tuple[Any, dict[str, Any]]], title: str) -> T
 
 
 def inspect_ensemble(
-    path: Path, input_bands: str | None, bands: list[str], ctx: StageContext | None = None
+    path: Path,
+    input_bands: str | None,
+    bands: list[str],
+    ctx: StageContext | None = None,
+    fmt: str = "table",
 ) -> list[Any]:
-    """Print the specialists of an ensemble file and, optionally, their band plans."""
+    """Print the specialists of an ensemble file and, optionally, their band plans.
+
+    Args:
+        path: the ensemble file.
+        input_bands: show each specialist's band plan for these input bands.
+        bands: band names for reference specialists that do not record them.
+        ctx: the profile whose ``ensemble`` section sets the plan rules.
+        fmt: ``table``; ``json`` (``{"file", "specialists": [...], "plans": [...]}``) or
+            ``csv`` (one row per specialist, or per planned channel with ``input_bands``).
+    """
     from eosfm_cli.models.ensemble_file import load_any
 
     parsed = parse_bands_option(bands)
     entries, assumptions = load_any(path, bands=parsed if isinstance(parsed, list) else None)
     for line in assumptions:
         warn(line)
+    plans = _plans(entries, input_bands, ctx) if input_bands else []
+    if fmt == "json":
+        console.file.write(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "specialists": [_specialist_record(i, e) for i, e in enumerate(entries)],
+                    "plans": [_plan_record(p) for p in plans],
+                    "assumptions": list(assumptions),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        return entries
+    if fmt == "csv":
+        if plans:
+            rows = [
+                {"specialist": p.specialist, "status": p.status, **asdict(c)}
+                for p in plans
+                for c in p.channels
+            ]
+            emit(rows, list(rows[0]), "csv")
+        else:
+            rows = [_specialist_record(i, e) for i, e in enumerate(entries)]
+            emit(rows, list(rows[0]), "csv")
+        return entries
     console.print(specialist_table(entries, f"ensemble {path}"))
-    if input_bands:
-        from eosfm_cli.bands import expand_bands
-        from eosfm_cli.models.adaptation import plan_ensemble
-
-        ens = ctx.profile.ensemble if ctx is not None else None
-        kwargs: dict[str, Any] = {}
-        if ens is not None:
-            kwargs = {
-                "tolerance_nm": ens.substitute_tolerance_nm,
-                "min_coverage": ens.min_coverage,
-                "force": ens.force,
-                "ablate": ens.ablate,
-            }
-        plans = plan_ensemble([e[0] for e in entries], expand_bands(input_bands), **kwargs)
-        for plan in plans:
-            console.print(plan.explain(), markup=False)
-            console.print()
+    for plan in plans:
+        console.print(plan.explain(), markup=False)
+        console.print()
     return entries
+
+
+def _plans(entries: list[Any], input_bands: str, ctx: StageContext | None) -> list[Any]:
+    from eosfm_cli.bands import expand_bands
+    from eosfm_cli.models.adaptation import plan_ensemble
+
+    ens = ctx.profile.ensemble if ctx is not None else None
+    kwargs: dict[str, Any] = {}
+    if ens is not None:
+        kwargs = {
+            "tolerance_nm": ens.substitute_tolerance_nm,
+            "min_coverage": ens.min_coverage,
+            "force": ens.force,
+            "ablate": ens.ablate,
+        }
+    return plan_ensemble([e[0] for e in entries], expand_bands(input_bands), **kwargs)
+
+
+def _specialist_record(index: int, entry: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
+    spec, state = entry
+    return {
+        "index": index,
+        "name": spec.name,
+        "backbone": spec.backbone,
+        "in_chans": spec.in_chans,
+        "bands": list(spec.bands),
+        "params": _param_count(state) if state else None,
+        "dataset": spec.dataset,
+        "task": spec.task,
+        "metrics": {k: v for k, v in spec.metrics.items() if isinstance(v, float)},
+    }
+
+
+def _plan_record(plan: Any) -> dict[str, Any]:
+    return {
+        "specialist": plan.specialist,
+        "status": plan.status,
+        "reason": plan.reason,
+        "coverage": plan.coverage,
+        "channels": [asdict(c) for c in plan.channels],
+    }
 
 
 def export_ensemble(
     ctx: StageContext,
     only: str | None = None,
     encoders_folder: Path | None = None,
-    fmt: str = "safetensors",
+    fmt: str | None = None,
     output: Path | None = None,
     inspect: Path | None = None,
     input_bands: str | None = None,
@@ -103,7 +175,8 @@ def export_ensemble(
         ctx: the resolved profile and workspace.
         only: comma-separated specialist names to include.
         encoders_folder: collect Lightning checkpoints from this folder instead.
-        fmt: ``safetensors`` or ``pth``.
+        fmt: ``safetensors`` (default) or ``pth``; with ``inspect``, how the listing is
+            printed: ``table`` (default), ``json`` or ``csv``.
         output: output file (default ``ensembles/<ensemble.name>.<fmt>``).
         inspect: print an existing file instead of exporting.
         input_bands: with ``inspect``, show the band plans for these input bands.
@@ -113,11 +186,20 @@ def export_ensemble(
         The written file, or ``None`` for inspection and dry runs.
     """
     if inspect is not None:
-        inspect_ensemble(inspect, input_bands, bands or [], ctx)
+        if fmt is not None and fmt not in LISTING_FORMATS:
+            raise ProfileError(
+                f"--inspect prints a listing, not a {fmt} file",
+                where="--format",
+                hint=f"choose {', '.join(LISTING_FORMATS)} with --inspect",
+            )
+        inspect_ensemble(inspect, input_bands, bands or [], ctx, fmt or "table")
         return None
+    fmt = fmt or "safetensors"
     if fmt not in FORMATS:
-        raise ArtifactError(
-            f"unknown format {fmt!r}", where="--format", hint=f"choose {' or '.join(FORMATS)}"
+        raise ProfileError(
+            f"an ensemble file is written as {' or '.join(FORMATS)}, not {fmt}",
+            where="--format",
+            hint=f"choose {' or '.join(FORMATS)} (or {', '.join(LISTING_FORMATS)} with --inspect)",
         )
     target = Path(output) if output else ctx.workspace.ensemble_path(ctx.profile.ensemble.name, fmt)
     if ctx.dry_run:
