@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test test-all lint format bench demo demo-synthetic clean
+.PHONY: install test test-all lint format bench demo demo-synthetic wheel wheel-smoke clean
 
 install: $(STAMP)
 
@@ -30,6 +30,14 @@ lint: install
 format: install
 	$(PY) -m ruff format eosfm_cli tests bench
 	$(PY) -m ruff check --fix eosfm_cli tests bench
+
+# The wheel (profiles inside, as package data) in dist/, and that wheel installed with its
+# dependencies into a throw-away venv, run from an empty folder (CI does this too).
+wheel: install
+	$(PY) -m pip wheel . --no-deps --no-build-isolation --quiet -w dist
+
+wheel-smoke:
+	PYTHON=$(PYTHON) bash .ci/wheel-smoke
 
 bench: install
 	$(PY) bench/run.py

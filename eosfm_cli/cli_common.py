@@ -73,7 +73,12 @@ class FetchName(str, Enum):
 
 ProfileOpt = Annotated[
     Path,
-    typer.Option("--profile", "-p", help="Profile YAML file.", rich_help_panel=PANEL_COMMON),
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Profile YAML file, or a built-in profile by name (default, demo).",
+        rich_help_panel=PANEL_COMMON,
+    ),
 ]
 WorkspaceOpt = Annotated[
     Path | None,

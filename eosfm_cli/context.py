@@ -14,7 +14,15 @@ from eosfm_cli.profile_schema import DatasetConfig, Profile
 from eosfm_cli.profiles import dump_yaml, load_profile
 from eosfm_cli.workspace import Workspace
 
-PACKAGE_PROFILES = Path(__file__).resolve().parents[1] / "profiles"
+
+def _package_profiles() -> Path:
+    """The built-in profiles: inside an installed wheel, else the checkout's ``profiles/``."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "builtin_profiles"
+    return shipped if shipped.is_dir() else here.parent / "profiles"
+
+
+PACKAGE_PROFILES = _package_profiles()
 
 
 @dataclass
@@ -38,10 +46,14 @@ class StageContext:
 
 
 def find_profile(path: str | Path) -> Path:
-    """Find a profile file: as given, else under the package's ``profiles/`` folder.
+    """Find a profile file: from the working directory first, then among the built-in ones.
+
+    ``profiles/default.yaml``, ``default.yaml`` and ``default`` all name the built-in default
+    profile when the working directory has no such file; ``datasets/eurosat_s2`` names an
+    experiment profile.
 
     Args:
-        path: a path relative to the working directory (``profiles/default.yaml``).
+        path: a path relative to the working directory, or a built-in profile's name.
 
     Returns:
         The first existing candidate (or ``path`` itself so the loader reports it missing).
@@ -50,10 +62,10 @@ def find_profile(path: str | Path) -> Path:
     if p.is_file() or p.is_absolute():
         return p
     parts = p.parts
-    if parts and parts[0] == "profiles":
-        alt = PACKAGE_PROFILES.joinpath(*parts[1:])
-        if alt.is_file():
-            return alt
+    rel = Path(*parts[1:]) if parts and parts[0] == "profiles" and len(parts) > 1 else p
+    for cand in (rel, rel.with_name(rel.name + ".yaml")):
+        if cand.suffix in (".yaml", ".yml") and (PACKAGE_PROFILES / cand).is_file():
+            return PACKAGE_PROFILES / cand
     return p
 
 

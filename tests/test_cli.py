@@ -129,8 +129,13 @@ def test_datasets_list_shows_every_experiment() -> None:
 
 
 def test_unbuilt_stage_says_so(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["select-encoders", "-w", str(tmp_path)])
-    assert res.exit_code != 0
+    """A stage whose input was never built names the missing file and the stage to run."""
+    res = runner.invoke(app, ["select-encoders", "--k", "1", "-w", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert "eosfm.safetensors" in lines[0] and "eosfm export-ensemble" in lines[0]
+    assert "Traceback" not in res.output
 
 
 def test_manifest_unaffected_by_dry_run(tmp_path: Path) -> None:

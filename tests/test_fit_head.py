@@ -245,7 +245,8 @@ def test_detection_head_is_fitted_over_the_frozen_ensemble(detection_ws: Path) -
     metrics = json.loads((folder / "metrics.json").read_text())
     for split in ("val", "test"):
         assert {"map", "map_50", "map_75", "mar_100"} <= set(metrics[split])
-        assert all(-1.0 <= metrics[split][k] <= 1.0 for k in ("map", "map_50"))
+        # torchmetrics reports -1 when a split has no ground-truth box: the fixture has some.
+        assert all(0.0 <= metrics[split][k] <= 1.0 for k in ("map", "map_50", "mar_100")), metrics
     # The stored state holds the detector and the gates, never the frozen specialists.
     from safetensors.torch import load_file
 
