@@ -13,6 +13,8 @@ manifest records a failed run.
 
 from __future__ import annotations
 
+import functools
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,30 @@ from eosfm_cli.errors import DataError, EosfmError
 MAX_CHECKED = 512
 
 _FIX = "fix or remove the file, or leave the sample out of the split"
+
+
+@functools.cache
+def data_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a reader raises on a bad *file*: these become a :class:`DataError`.
+
+    An unreadable or missing file (``OSError``, GDAL's and OGR's errors, a bad zip or a
+    truncated stream) or a bad value or shape in it (``ValueError``, which a JSON or Unicode
+    decoding error also is). Anything else a loader raises (``TypeError``, ``KeyError``,
+    ``AttributeError``, ...) is a bug of ours and must surface as a crash with its traceback.
+    """
+    from pyogrio.errors import DataSourceError
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
+    return (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        RasterioError,
+        CPLE_BaseError,
+        DataSourceError,
+    )
 
 
 def _indices(n: int, cap: int) -> list[int]:
@@ -73,13 +99,13 @@ def check_split(
             sample = ds[i]
         except EosfmError:
             raise
-        except Exception as err:  # any reader failure is a bad file
+        except data_errors() as err:  # a bad file; the cause stays chained for --verbose
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise DataError(
                 f"cannot read the sample ({first})",
                 where=describe(ds, i, split, root),
                 hint=_FIX,
-            ) from None
+            ) from err
         problem = sample_problem(sample, len(bands), task, num_classes, ignore_index)
         if problem:
             raise DataError(problem, where=describe(ds, i, split, root), hint=_FIX)
