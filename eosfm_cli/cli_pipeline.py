@@ -198,6 +198,13 @@ def predict(
         bool, typer.Option(help="Write class probabilities instead of a class map.")
     ] = False,
     ensemble: Annotated[Path | None, typer.Option(help="Ensemble file of the head.")] = None,
+    input_bands: Annotated[
+        str | None,
+        typer.Option(
+            help="The raster's band names in file order (B04,B03,B02), when its band "
+            "descriptions do not name them: bands are never read by position."
+        ),
+    ] = None,
     profile: ProfileOpt = DEFAULT_PROFILE,
     workspace: WorkspaceOpt = None,
     root: RootOpt = None,
@@ -221,6 +228,7 @@ def predict(
         batch_size=batch_size,
         probabilities=probabilities,
         ensemble=ensemble,
+        input_bands=[b.strip() for b in input_bands.split(",")] if input_bands else None,
     )
 
 

@@ -505,6 +505,21 @@ def _(e: Env) -> Run:
     return Run(["evaluate", *e.common(ws)], ws, ["another ensemble", "head.json"])
 
 
+@case("predict-unnamed-bands")
+def _(e: Env) -> Run:
+    ws = e.ws()
+    meta = json.loads((ws / "heads" / HEAD_RUN / "head.json").read_text())
+    n = len(meta["config"]["input_bands"])
+    raster = e.tmp / "unnamed.tif"
+    with rasterio.open(
+        raster, "w", driver="GTiff", count=n, height=32, width=32, dtype="uint16"
+    ) as dst:
+        dst.write(np.full((n, 32, 32), 1000, np.uint16))
+        dst.descriptions = tuple(f"band {i + 1}" for i in range(n))
+    args = ["predict", str(raster), "--run", HEAD_RUN, *e.common(ws)]
+    return Run(args, ws, ["unnamed.tif", "never read by position", "--input-bands"])
+
+
 @case("workspace-read-only")
 def _(e: Env) -> Run:
     ws = e.ws()

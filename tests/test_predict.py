@@ -382,8 +382,17 @@ def test_band_descriptions_are_checked_and_reordered(tmp_path: Path) -> None:
     _write(path, ones, "EPSG:32631", transform, ["B02", "B03", "B04", "B05"])
     with pytest.raises(DataError, match="named B02, B03, B04, B05"):
         open_source(path, BANDS)
-    _write(path, ones, "EPSG:32631", transform, ["a", "b", "c", "d"])
-    assert open_source(path, BANDS).indexes == [1, 2, 3, 4]
+    for names in (["a", "b", "c", "d"], None):  # not band names, or no descriptions at all
+        _write(path, ones, "EPSG:32631", transform, names)
+        with pytest.raises(DataError, match=r"never read by position.*--input-bands"):
+            open_source(path, BANDS)
+        # Named by the user, in file order: read by those names.
+        assert open_source(path, BANDS, ["B08", "B04", "B03", "B02"]).indexes == [4, 3, 2, 1]
+        with pytest.raises(DataError, match="--input-bands names 3 band"):
+            open_source(path, BANDS, ["B02", "B03", "B04"])
+    # --input-bands replaces descriptions that do name bands, too.
+    _write(path, ones, "EPSG:32631", transform, ["B08", "B02", "B03", "B04"])
+    assert open_source(path, BANDS, BANDS).indexes == [1, 2, 3, 4]
 
 
 def test_no_head_run_is_a_clear_error(tmp_path: Path, scene: Path) -> None:

@@ -3,7 +3,9 @@
 A raster's band descriptions that all name catalog bands (:mod:`eosfm_cli.bands`) say which
 band is which: they are checked against the model's bands, and bands named in another order,
 or a product holding more bands than the model's (all 13 Sentinel-2 bands, say), are read by
-name. Descriptions that are not all band names say nothing, and the bands are read in order.
+name. Descriptions that are not all band names say nothing: eosfm never guesses bands by
+their position, so such a raster needs ``input_bands`` (``predict --input-bands``), the names
+of its bands in file order. The mapping used is always printed.
 """
 
 from __future__ import annotations
@@ -39,16 +41,23 @@ class RasterSource:
     profile: dict[str, Any] = field(default_factory=dict)
 
 
-def open_source(path: Path, bands: Sequence[str]) -> RasterSource:
+def open_source(
+    path: Path, bands: Sequence[str], input_bands: Sequence[str] | None = None
+) -> RasterSource:
     """Check the input raster against the model's bands and describe it.
 
     Args:
         path: the input GeoTIFF.
         bands: the model's input bands, in channel order.
+        input_bands: the names of the raster's bands in file order (``--input-bands``); they
+            replace its band descriptions. Required when the descriptions are not all
+            catalog band names.
 
     Raises:
         DataError: when the file is missing or unreadable, has the wrong number of bands, or
-            its band descriptions name other bands.
+            its band descriptions name other bands, or name no bands and ``input_bands`` is
+            not given.
+        BandError: when ``input_bands`` holds a name that is not a catalog band.
     """
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -67,7 +76,10 @@ def open_source(path: Path, bands: Sequence[str]) -> RasterSource:
             profile = dict(src.profile)
     except (RasterioError, OSError) as err:
         raise DataError(f"cannot read the raster ({err})", where=str(path)) from None
-    indexes = band_indexes(path, count, catalog_names(descriptions), bands)
+    names = _band_names(path, count, descriptions, bands, input_bands)
+    indexes = band_indexes(path, count, names, bands)
+    mapping = ", ".join(f"{i}→{b}" for i, b in zip(indexes, bands, strict=True))
+    info(f"{path.name}: reading band {mapping}")
     return RasterSource(
         path=path,
         height=height,
@@ -76,6 +88,41 @@ def open_source(path: Path, bands: Sequence[str]) -> RasterSource:
         nodata=[None if v is None else float(v) for v in (nodatavals[i - 1] for i in indexes)],
         profile=profile,
     )
+
+
+def _band_names(
+    path: Path,
+    count: int,
+    descriptions: Sequence[str | None],
+    bands: Sequence[str],
+    input_bands: Sequence[str] | None,
+) -> list[str] | None:
+    """The raster's band names: ``input_bands``, else its descriptions when they name bands.
+
+    Returns ``None`` only when the band count is wrong anyway (:func:`band_indexes` says so).
+    """
+    from eosfm_cli.bands import canonical
+
+    if input_bands is not None:
+        names = [canonical(str(b)) for b in input_bands]
+        if len(names) != count:
+            raise DataError(
+                f"--input-bands names {len(names)} band(s), the raster has {count}",
+                where=str(path),
+                hint=f"name each of its {count} bands, in file order",
+            )
+        return names
+    names = catalog_names(descriptions)
+    if names is None and count == len(bands):
+        shown = ", ".join(repr(d) if d else "none" for d in descriptions)
+        raise DataError(
+            f"the raster's band descriptions ({shown}) are not band names, and bands are "
+            "never read by position",
+            where=str(path),
+            hint=f"pass --input-bands naming its bands in file order, e.g. "
+            f"--input-bands {','.join(bands)}",
+        )
+    return names
 
 
 def band_indexes(

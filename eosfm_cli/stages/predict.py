@@ -21,6 +21,7 @@ output's nodata; a tile without any valid pixel is not run (:mod:`eosfm_cli.infe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from eosfm_cli.console import info
@@ -49,6 +50,7 @@ def predict(
     batch_size: int = 8,
     probabilities: bool = False,
     ensemble: Path | None = None,
+    input_bands: Sequence[str] | None = None,
 ) -> Path | None:
     """Run the `predict` stage: apply a head run to a GeoTIFF of any size.
 
@@ -64,6 +66,8 @@ def predict(
         batch_size: tiles per forward pass.
         probabilities: write per-class probabilities (float32) instead of a class map.
         ensemble: the ensemble file (default: the one recorded in the head run).
+        input_bands: the raster's band names in file order, when its band descriptions do
+            not name them (bands are never read by position).
 
     Returns:
         The output path, or ``None`` for a dry run.
@@ -86,7 +90,7 @@ def predict(
     task, classes = str(cfg.get("task")), [str(c) for c in cfg.get("classes") or []]
     bands = [str(b) for b in cfg.get("input_bands") or []]
     _check_head(folder, task, bands)
-    source = open_source(raster, bands)
+    source = open_source(raster, bands, input_bands)
     out_path = Path(output) if output is not None else default_output(ctx, raster, folder)
     if out_path.is_dir():
         out_path = out_path / default_output(ctx, raster, folder).name
