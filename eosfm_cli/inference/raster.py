@@ -104,14 +104,14 @@ def _band_names(
     from eosfm_cli.bands import canonical
 
     if input_bands is not None:
-        names = [canonical(str(b)) for b in input_bands]
-        if len(names) != count:
+        given = [canonical(str(b)) for b in input_bands]
+        if len(given) != count:
             raise DataError(
-                f"--input-bands names {len(names)} band(s), the raster has {count}",
+                f"--input-bands names {len(given)} band(s), the raster has {count}",
                 where=str(path),
                 hint=f"name each of its {count} bands, in file order",
             )
-        return names
+        return given
     names = catalog_names(descriptions)
     if names is None and count == len(bands):
         shown = ", ".join(repr(d) if d else "none" for d in descriptions)
