@@ -28,5 +28,5 @@ def debug(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    """Print a warning line on stderr (also with ``--quiet``)."""
-    err_console.print(f"[yellow]warning:[/yellow] {message}")
+    """Print a warning line on stderr (also with ``--quiet``), never wrapped: it stays greppable."""
+    err_console.print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)

@@ -135,6 +135,35 @@ def test_missing_patch_is_reported(tmp_path: Path) -> None:
         build(request(root=root))
 
 
+def test_a_subset_of_class_folders_keeps_the_class_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eosfm_cli.data import class_folders
+
+    class_folders._WARNED.clear()
+    root = tmp_path / "eurosat"
+    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns("generate.py"))
+    dropped = ("AnnualCrop", "Industrial", "SeaLake")
+    for name in dropped:
+        shutil.rmtree(root / IMAGE_DIR / name)
+    for split in ("train", "val", "test"):
+        ds = build(request(split, root=root))
+        assert 0 < len(ds) < FULL_SIZES[split]
+        for i in range(len(ds)):
+            label = int(ds[i]["label"])
+            assert EUROSAT_CLASSES[label] == file_of(ds, i).parent.name
+            assert EUROSAT_CLASSES[label] not in dropped
+    err = capsys.readouterr().err
+    assert err.count("no folder for 3 of 10 classes (AnnualCrop, Industrial, SeaLake)") == 1
+    # A patch of a class that is there is still missed when absent (by name, or as the
+    # split that lost the class's only patch).
+    victim = next((root / IMAGE_DIR / "Forest").glob("*.tif"))
+    victim.unlink()
+    with pytest.raises(DataError, match=f"{re.escape(victim.name)}|classes Forest"):
+        for split in ("train", "val", "test"):
+            build(request(split, root=root))
+
+
 def test_extra_class_folder_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "eurosat"
     shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns("generate.py"))

@@ -96,12 +96,40 @@ def test_zip_is_never_extracted(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["FireRisk.zip"]
 
 
-def test_missing_class_folder_is_a_data_error(tmp_path: Path) -> None:
+def test_a_subset_of_class_folders_keeps_the_class_ids_and_trains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eosfm_cli.data import class_folders
+
+    class_folders._WARNED.clear()
     root = tmp_path / "firerisk"
     shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns("generate.py"))
-    shutil.rmtree(root / "FireRisk" / "val" / "Water")
-    assert len(build(request("train", root=root))) == 14
-    with pytest.raises(DataError, match="Water"):
+    dropped = ("High", "Moderate")  # the first and a middle class: ids would shift
+    for release in ("train", "val"):
+        for name in dropped:
+            shutil.rmtree(root / "FireRisk" / release / name)
+    for split in SPLITS:
+        ds = build(request(split, root=root))
+        assert len(ds) > 0
+        for i in range(len(ds)):
+            label = int(ds[i]["label"])
+            # The label is the full-list id of the class folder the file sits in.
+            assert CLASSES[label] == files(ds)[i].parent.name
+            assert CLASSES[label] not in dropped
+    err = capsys.readouterr().err
+    assert err.count("no folder for 2 of 7 classes (High, Moderate)") == 1, err
+    _, res = run_training(tmp_path, "firerisk", root, sets=["trainer.batch_size=16"])
+    assert res is not None and res.epochs == 1
+    spec = check_specialist(tmp_path / "ws" / "specialists" / "firerisk", "classification")
+    assert spec["classes"] == list(CLASSES)  # the head still has all 7 outputs
+
+
+def test_no_class_folder_at_all_is_a_data_error(tmp_path: Path) -> None:
+    root = tmp_path / "firerisk"
+    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns("generate.py"))
+    for path in (root / "FireRisk" / "val").iterdir():
+        shutil.rmtree(path)
+    with pytest.raises(DataError, match="none of the 7 class folders"):
         build(request("test", root=root))
 
 

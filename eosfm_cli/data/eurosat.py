@@ -21,10 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, require_dir
+from eosfm_cli.data.class_folders import label_ids, present_classes
 from eosfm_cli.data.registry import EUROSAT_CLASSES, EUROSAT_LAYOUT
 from eosfm_cli.errors import DataError
 
@@ -77,10 +79,13 @@ class EuroSATSplit(Dataset[dict[str, Tensor]]):
 
     Args:
         inner: the torchgeo dataset of the split, already restricted to the requested bands.
+        ids: the EuroSAT class id of each of ``inner``'s labels (they differ when some class
+            folders are absent).
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, ids: list[int] | None = None) -> None:
         self.inner = inner
+        self.ids = ids if ids is not None else list(range(len(EUROSAT_CLASSES)))
 
     def __len__(self) -> int:
         """Return the number of patches in the split."""
@@ -89,7 +94,8 @@ class EuroSATSplit(Dataset[dict[str, Tensor]]):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         """Return ``{"image": float32 (C, 64, 64), "label": int64 scalar}``."""
         sample = self.inner[index]
-        return {"image": sample["image"].float(), "label": sample["label"].long()}
+        label = torch.tensor(self.ids[int(sample["label"])], dtype=torch.long)
+        return {"image": sample["image"].float(), "label": label}
 
 
 def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
@@ -102,8 +108,10 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         A dataset of ``{"image": float32 (C, 64, 64) raw reflectance x 1e4, "label": int64}``.
 
     Raises:
-        DataError: when the root, the image folder or the split file is missing, when a class
-            folder is missing, or when a patch listed in the split file is absent.
+        DataError: when the root, the image folder or the split file is missing, when no class
+            folder is there, or when a patch of a present class listed in the split file is
+            absent. Absent class folders are named in a warning: the others are read, with
+            their labels in the full 10-class numbering.
         BandError: when a requested band is not one of EuroSAT's 13 bands.
     """
     from torchgeo.datasets import EuroSAT, EuroSAT100
@@ -127,13 +135,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             hint=(f"unzip {zipped[0]} in {root}; " if zipped else "")
             + f"expected {EUROSAT_LAYOUT}; set the folder with --root",
         )
-    missing = [c for c in EUROSAT_CLASSES if not (image_dir / c).is_dir()]
-    if missing:
-        raise DataError(
-            f"EuroSAT class folder(s) missing: {', '.join(missing)}",
-            where=str(image_dir),
-            hint=f"expected one folder per class ({', '.join(EUROSAT_CLASSES)})",
-        )
+    present = present_classes(image_dir, EUROSAT_CLASSES, "EuroSAT")
 
     variant = split_variant(root, request.split)
     split_file = root / _SPLIT_PATTERNS[variant].format(split=request.split)
@@ -154,17 +156,13 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         ) from err
 
     found = {Path(path).name for path, _ in inner.samples}
-    absent = [n for n in split_names(split_file) if n not in found]
+    absent = [
+        n for n in split_names(split_file) if n not in found and n.rsplit("_", 1)[0] in present
+    ]
     if absent:
         raise DataError(
             f"{len(absent)} patch(es) of the split file are missing, e.g. {absent[0]}",
             where=str(image_dir),
             hint=f"re-extract the dataset; expected {EUROSAT_LAYOUT}",
         )
-    if tuple(inner.classes) != EUROSAT_CLASSES:  # an extra folder would shift torchgeo's class ids
-        raise DataError(
-            f"unexpected folders among the EuroSAT classes: {', '.join(inner.classes)}",
-            where=str(image_dir),
-            hint=f"keep only the class folders {', '.join(EUROSAT_CLASSES)}",
-        )
-    return EuroSATSplit(inner)
+    return EuroSATSplit(inner, label_ids(inner.classes, EUROSAT_CLASSES, "EuroSAT", image_dir))

@@ -25,10 +25,12 @@ import random
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from eosfm_cli.data.base import DatasetRequest, band_indices, check_class_count, require_dir
+from eosfm_cli.data.class_folders import label_ids, present_classes
 from eosfm_cli.data.options import fraction_option
 from eosfm_cli.data.registry import get_experiment
 from eosfm_cli.errors import DataError
@@ -70,12 +72,15 @@ class FireRiskSplit(Dataset[dict[str, Tensor]]):
         inner: the torchgeo dataset of a release folder.
         indices: the patches of ``inner`` in this split.
         bands: 0-based positions of the requested bands among R, G, B.
+        ids: the FireRisk class id of each of ``inner``'s labels (they differ when some class
+            folders are absent).
     """
 
-    def __init__(self, inner: Any, indices: list[int], bands: list[int]) -> None:
+    def __init__(self, inner: Any, indices: list[int], bands: list[int], ids: list[int]) -> None:
         self.inner = inner
         self.indices = indices
         self.bands = bands
+        self.ids = ids
 
     def __len__(self) -> int:
         """Return the number of patches."""
@@ -85,7 +90,8 @@ class FireRiskSplit(Dataset[dict[str, Tensor]]):
         """Return ``{"image": float32 (C, H, W) 8-bit DNs, "label": int64 scalar}``."""
         sample = self.inner[self.indices[index]]
         image = sample["image"][self.bands].float()
-        return {"image": image, "label": sample["label"].long()}
+        label = torch.tensor(self.ids[int(sample["label"])], dtype=torch.long)
+        return {"image": image, "label": label}
 
 
 def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
@@ -99,8 +105,9 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
         A dataset of ``{"image": float32 (C, 320, 320), "label": int64}``.
 
     Raises:
-        DataError: when the root, a release folder or a class folder is missing, or a split is
-            empty.
+        DataError: when the root or a release folder is missing, when no class folder is
+            there, or a split is empty. Absent class folders are named in a warning: the others
+            are read, with their labels in the full class numbering.
         BandError: when a requested band is not R, G or B.
     """
     from torchgeo.datasets import FireRisk
@@ -120,13 +127,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             hint=(f"unzip FireRisk.zip in {root}; " if zipped else "")
             + f"expected {SPEC.layout}; set the folder with --root",
         )
-    missing = [c for c in SPEC.classes if not (folder / c).is_dir()]
-    if missing:
-        raise DataError(
-            f"FireRisk class folder(s) missing: {', '.join(missing)}",
-            where=str(folder),
-            hint=f"expected one folder per class ({', '.join(SPEC.classes)})",
-        )
+    present_classes(folder, SPEC.classes, "FireRisk")
     try:
         inner = FireRisk(root=str(root), split=release, download=False, checksum=False)
     except FileNotFoundError as err:  # torchvision: a class folder holds no image
@@ -135,12 +136,7 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             where=str(folder),
             hint=f"expected {SPEC.layout}",
         ) from err
-    if tuple(inner.classes) != SPEC.classes:  # an extra folder would shift the class ids
-        raise DataError(
-            f"unexpected folders among the FireRisk classes: {', '.join(inner.classes)}",
-            where=str(folder),
-            hint=f"keep only the class folders {', '.join(SPEC.classes)}",
-        )
+    ids = label_ids(inner.classes, SPEC.classes, "FireRisk", folder)
     indices = list(range(len(inner)))
     if request.split != "test":
         held = stratified_holdout(list(inner.targets), val_fraction, request.seed)
@@ -151,4 +147,4 @@ def build(request: DatasetRequest) -> Dataset[dict[str, Tensor]]:
             where=str(folder),
             hint="val is carved out of the train folder, which needs two patches or more",
         )
-    return FireRiskSplit(inner, indices, bands)
+    return FireRiskSplit(inner, indices, bands, ids)
