@@ -542,13 +542,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             CHANGE_CLASSES,
             "dice",
             "OSCD (Daudt et al., 2018; torchgeo OSCD)",
-            "torchgeo OSCD: 'Onera Satellite Change Detection dataset - Images/<city>/"
-            "imgs_{1,2}_rect/B01.tif..B12.tif' + dates.txt, 'Onera Satellite Change Detection "
-            "dataset - {Train,Test} Labels/<city>/cm/cm.png'",
+            "OSCD release: 'Onera Satellite Change Detection dataset - Images/<city>/"
+            "imgs_{1,2}_rect/B01.tif..B12.tif' (or native-resolution imgs_{1,2}/S2*_B01.tif..., "
+            "resampled to 10 m) + dates.txt, 'Onera Satellite Change Detection dataset - "
+            "{Train,Test} Labels/<city>/cm/<city>-cm.tif (1 no change, 2 change) or cm/cm.png' "
+            "(test labels optional)",
             loader="eosfm_cli.data.oscd:build",
             patch_size=96,
             default_epochs=50,
-            options={"crops_per_image": 32, "val_fraction": 0.15},
+            options={"crops_per_image": 32, "val_fraction": 0.15, "test_fraction": 0.2},
         ),
         _spec(
             "potsdam",
