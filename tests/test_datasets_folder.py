@@ -219,6 +219,47 @@ def test_one_epoch_of_training(tmp_path: Path, mode: str) -> None:
     assert spec["in_chans"] == (4 if mode == "segmentation" else 3)
 
 
+def _tiny_chips(root: Path, size: int, n: int = 8) -> None:
+    """A segmentation folder of ``n`` GeoTIFF chips of ``size`` x ``size`` px."""
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        labels = rng.integers(0, 3, size=(size, size)).astype(np.uint8)
+        image = (
+            1000 + 300 * labels[None].astype(np.int64) + rng.integers(0, 50, (4, size, size))
+        ).astype(np.uint16)
+        for folder, data in (("images", image), ("masks", labels[None])):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            with rasterio.open(
+                root / folder / f"chip_{i}.tif",
+                "w",
+                driver="GTiff",
+                width=size,
+                height=size,
+                count=data.shape[0],
+                dtype=data.dtype.name,
+                crs="EPSG:32631",
+                transform=from_origin(400000 + 200 * i, 4800000, 10, 10),
+            ) as dst:
+                dst.write(data)
+
+
+@pytest.mark.parametrize("patch_size", [None, 16])
+def test_chips_smaller_than_the_networks_reach_train_padded(
+    tmp_path: Path, patch_size: int | None
+) -> None:
+    """16 x 16 px chips (the encoder reduces by 32) are padded, not a crash in a conv."""
+    root = tmp_path / "chips"
+    _tiny_chips(root, 16)
+    section = {"name": "folder", **SECTIONS["segmentation"], "patch_size": patch_size}
+    sets = [f"dataset={json.dumps(section)}", "trainer.batch_size=4"]
+    _, res = run_training(tmp_path, "folder", root, sets)
+    assert res is not None and res.epochs == 1
+    metrics = json.loads((tmp_path / "ws" / "specialists" / "folder" / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["miou"] <= 1.0
+
+
 def write_profile(tmp_path: Path, root: Path) -> Path:
     section = {"name": "folder", **SECTIONS["segmentation"]}
     profile = tmp_path / "mine.yaml"

@@ -3,6 +3,12 @@
 The input is raw physical values; the module normalises it with its own per-band statistics
 (``normalizer``), so a checkpoint is self-contained. The encoder is a timm feature pyramid
 under the ``encoder.`` prefix of the state dict.
+
+An image whose sides are not a multiple of the encoder's deepest reduction (32 for ConvNeXt)
+is padded up to one and its pyramid cropped back, as the ensemble does
+(:func:`~eosfm_cli.models.ensemble_input.pad_to_multiple`): chips smaller than the network's
+reach (16 x 16 px, say) train instead of failing inside a convolution, and a specialist sees
+the same features in training as inside the ensemble.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from eosfm_cli.errors import ProfileError
-from eosfm_cli.models.heads import InputNorm, create_encoder, feature_channels
+from eosfm_cli.models.ensemble_input import pad_to_multiple
+from eosfm_cli.models.heads import InputNorm, create_encoder, feature_channels, feature_reductions
+from eosfm_cli.models.pyramid import crop_pyramids
 from eosfm_cli.tasks.augment import random_dihedral, random_resized_crop
 from eosfm_cli.tasks.base import EOTask
 
@@ -96,14 +104,20 @@ class SpecialistTask(EOTask):
             hp["pretrained"],
             drop_path_rate=hp.get("drop_path_rate", 0.0),
         )
+        self.reductions = feature_reductions(self.encoder)
 
     def build_head(self, channels: list[int]) -> nn.Module:
         """Return the task head for a pyramid with these channels."""
         raise TypeError(f"{type(self).__name__} must override build_head")
 
     def encode(self, x: Tensor) -> list[Tensor]:
-        """Normalise raw input and return the feature pyramid."""
-        return list(self.encoder(self.normalizer(x)))
+        """Normalise raw input and return the feature pyramid (padded input, cropped levels)."""
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        padded = pad_to_multiple(self.normalizer(x), max(self.reductions))
+        feats = list(self.encoder(padded))
+        if padded.shape[-2:] == x.shape[-2:]:
+            return feats
+        return crop_pyramids([feats], self.reductions, height, width)[0]
 
     def encoder_state_dict(self) -> dict[str, Tensor]:
         """The encoder's weights with plain timm keys."""
