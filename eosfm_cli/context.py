@@ -230,6 +230,14 @@ def print_dry_run(ctx: StageContext, stage: str, reads: list[str], writes: list[
     """Print the resolved profile and the artifacts a stage would read and write."""
     console.rule(f"[bold]{stage}[/bold] dry run — {ctx.source}")
     console.print(dump_yaml(ctx.profile), markup=False)
+    from eosfm_cli.hardware import describe_auto
+
+    t, e = ctx.profile.trainer, ctx.profile.ensemble
+    auto = describe_auto(t.accelerator, t.precision, t.compile, e.precision, e.compile)
+    if auto:
+        console.print("[bold]auto settings here[/bold]")
+        for line in auto:
+            console.print(f"  {line}", markup=False, soft_wrap=True)
     console.print("[bold]reads[/bold]")
     for r in reads or ["(nothing)"]:
         console.print(f"  {r}", markup=False, soft_wrap=True)

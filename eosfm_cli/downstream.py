@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from eosfm_cli.console import info
 from eosfm_cli.context import StageContext, dataset_root
 from eosfm_cli.errors import ArtifactError, ProfileError
+from eosfm_cli.hardware import Resolved
 
 if TYPE_CHECKING:
     from eosfm_cli.data.spec import ExperimentSpec
@@ -43,9 +44,31 @@ def ensemble_file(ctx: StageContext, ensemble: Path | None) -> Path:
     return path
 
 
-def ensemble_options(ctx: StageContext) -> dict[str, Any]:
-    """EosFM keyword options from the profile's ``ensemble`` section."""
+def ensemble_options(
+    ctx: StageContext, samples: int | None = None, frozen: bool = True
+) -> dict[str, Any]:
+    """EosFM keyword options from the profile's ``ensemble`` section, ``auto`` resolved.
+
+    Args:
+        ctx: the resolved profile and workspace.
+        samples: inputs the ensemble will encode in this job (``auto`` compile needs it).
+        frozen: whether the specialists stay frozen (precision and compile apply only then).
+    """
+    from eosfm_cli.hardware import resolve_ensemble_compile, resolve_ensemble_precision
+
     e = ctx.profile.ensemble
+    accelerator = ctx.profile.trainer.accelerator
+    precision = resolve_ensemble_precision(e.precision, accelerator)
+    compiled = resolve_ensemble_compile(e.compile, samples)
+    if not frozen and e.precision == "auto":
+        precision = Resolved("fp32", "the specialists train")
+    if not frozen and e.compile == "auto":
+        compiled = Resolved(False, "the specialists train")
+    if e.precision == "auto" or e.compile == "auto":
+        info(
+            f"frozen ensemble: {precision.value} ({precision.why}); "
+            f"{'compiled' if compiled.value else 'eager'} ({compiled.why})"
+        )
     return {
         "normalize_features": e.normalize_features,
         "normalization_type": e.normalization_type,
@@ -55,8 +78,8 @@ def ensemble_options(ctx: StageContext) -> dict[str, Any]:
         "min_coverage": e.min_coverage,
         "tolerance_nm": e.substitute_tolerance_nm,
         "force": dict(e.force),
-        "compile": e.compile,
-        "precision": e.precision,
+        "compile": compiled.value,
+        "precision": precision.value,
     }
 
 
@@ -154,7 +177,12 @@ def head_module(spec: ExperimentSpec, model: Generalist, **hparams: Any) -> Any:
 
 
 def head_config(
-    ctx: StageContext, spec: ExperimentSpec, bands: list[str], freeze: bool, k: int | None = None
+    ctx: StageContext,
+    spec: ExperimentSpec,
+    bands: list[str],
+    freeze: bool,
+    k: int | None = None,
+    samples: int | None = None,
 ) -> HeadConfig:
     """The :class:`~eosfm_cli.models.generalist.HeadConfig` of a head on ``spec``.
 
@@ -164,6 +192,7 @@ def head_config(
         bands: its input bands.
         freeze: keep the specialists frozen.
         k: number of specialists to keep (default: ``ensemble.max_encoders``).
+        samples: inputs the frozen ensemble will encode (for ``ensemble.compile: auto``).
     """
     from eosfm_cli.models.generalist import HeadConfig
 
@@ -177,7 +206,7 @@ def head_config(
         k=k if k is not None else ctx.profile.ensemble.max_encoders,
         gate=ctx.profile.downstream.gate,
         freeze=freeze,
-        ensemble_options=ensemble_options(ctx),
+        ensemble_options=ensemble_options(ctx, samples, frozen=freeze),
     )
 
 

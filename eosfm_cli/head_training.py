@@ -83,7 +83,11 @@ def fit_head_run(
     # impossible K leaves no trace in it. The seed comes first: building draws random weights.
     pl.seed_everything(ctx.profile.seed, workers=True, verbose=False)
     ens_sha = sha256_file(ens)
-    model = build_checked_generalist(ctx, ens, head_config(ctx, spec, bands, freeze, k))
+    samples = sum(len(d) for d in datasets.values())
+    if not (freeze and ctx.profile.cache.enabled):
+        samples *= ctx.profile.trainer.max_epochs  # encoded again every epoch
+    cfg = head_config(ctx, spec, bands, freeze, k, samples)
+    model = build_checked_generalist(ctx, ens, cfg)
     with ctx.workspace.stage_run(
         "fit-head", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
     ) as record:

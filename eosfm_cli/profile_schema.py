@@ -111,8 +111,10 @@ class EnsembleConfig(_Strict):
         ablate: names of specialists to leave out.
         max_encoders: K, the number of specialists kept by encoder selection.
         force: per-specialist overrides of the inactive rule (``{name: "active"}``).
-        compile: run frozen specialists through one compiled graph per architecture.
-        precision: ``fp32`` or ``bf16`` for the frozen specialists' forward.
+        compile: run frozen specialists through one compiled graph per architecture
+            (``auto``: when the job encodes enough samples to pay for compiling).
+        precision: ``fp32`` or ``bf16`` for the frozen specialists' forward (``auto``: bf16
+            where the device runs it natively).
     """
 
     name: str = "eosfm"
@@ -125,8 +127,8 @@ class EnsembleConfig(_Strict):
     ablate: list[str] = Field(default_factory=list)
     max_encoders: int | None = Field(None, gt=0)
     force: dict[str, Literal["active", "inactive"]] = Field(default_factory=dict)
-    compile: bool = False
-    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool | Literal["auto"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     @field_validator("name")
     @classmethod
@@ -170,19 +172,25 @@ class DownstreamConfig(_Strict):
 
 
 class TrainerConfig(_Strict):
-    """Lightning Trainer and optimiser settings."""
+    """Lightning Trainer and optimiser settings.
+
+    ``precision`` is any Lightning precision, or ``auto`` (bf16 mixed precision where the
+    device runs bf16 natively, else ``32-true``); ``compile`` is ``true``, ``false`` or ``auto``
+    (compile runs with enough optimiser steps to pay for it). :mod:`eosfm_cli.hardware` says
+    what ``auto`` becomes.
+    """
 
     max_epochs: int = Field(10, gt=0)
     accelerator: str = "auto"
     devices: int | str = 1
-    precision: str = "32-true"
+    precision: str = "auto"
     strategy: str = "auto"
     num_nodes: int = Field(1, gt=0)
     batch_size: int = Field(32, gt=0)
     num_workers: int = Field(0, ge=0)
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.05, ge=0)
-    compile: bool = False
+    compile: bool | Literal["auto"] = "auto"
     limit_train_batches: float | int | None = None
     log_every_n_steps: int = Field(10, gt=0)
     ema_decay: float | None = Field(None, gt=0, lt=1)

@@ -42,6 +42,9 @@ PINNED = [
     "trainer.max_epochs=1",
     "trainer.batch_size=4",
     "trainer.precision=32-true",
+    "trainer.compile=false",
+    "ensemble.precision=fp32",
+    "ensemble.compile=false",
     "trainer.num_workers=0",
     "model.augment=false",
 ]

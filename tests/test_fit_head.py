@@ -249,7 +249,9 @@ def test_head_from_another_ensemble_is_refused(tmp_path: Path, ensemble_path: Pa
 
 def test_bf16_ensemble_option_gets_its_own_cache(tmp_path: Path, ensemble_path: Path) -> None:
     ws = tmp_path / "ws"
-    fp32 = fit_head(_ctx(ws, "trainer.max_epochs=1"), ensemble=ensemble_path)
+    fp32 = fit_head(
+        _ctx(ws, "trainer.max_epochs=1", "ensemble.precision=fp32"), ensemble=ensemble_path
+    )
     bf16 = fit_head(
         _ctx(ws, "trainer.max_epochs=1", "ensemble.precision=bf16"),
         ensemble=ensemble_path,

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eosfm_cli.console import Verbosity
+from eosfm_cli.console import Verbosity, info, warn
 from eosfm_cli.data.loaders import make_loader
+from eosfm_cli.hardware import resolve_compile, resolve_precision
 from eosfm_cli.models.checkpoints import load_checkpoint_file
 from eosfm_cli.training.checkpoint_io import atomic_checkpoint_io
 from eosfm_cli.training.quiet import quiet_lightning
@@ -117,6 +118,57 @@ def fit_specialist(
     """
     quiet_lightning(Verbosity.verbose)
     folder.mkdir(parents=True, exist_ok=True)
+    bs, nw = tcfg.batch_size, tcfg.num_workers
+    train_dl = make_loader(datasets["train"], bs, nw, True, seed)
+    val_dl = make_loader(datasets["val"], bs, nw, False, seed)
+    precision = resolve_precision(tcfg.precision, tcfg.accelerator)
+    compiled = resolve_compile(
+        tcfg.compile, planned_steps(len(train_dl), tcfg), str(precision.value)
+    )
+    if tcfg.precision == "auto" or tcfg.compile == "auto":
+        info(
+            f"precision {precision.value} ({precision.why}); "
+            f"{'compiled' if compiled.value else 'eager'} ({compiled.why})"
+        )
+    start = time.perf_counter()
+    ckpt = str(folder / "last.ckpt") if resume else None
+    trainer, best_cb = _trainer(folder, model, tcfg)
+    try:
+        trainer.fit(_compiled(model) if compiled.value else model, train_dl, val_dl, ckpt_path=ckpt)
+    except SystemExit:
+        if trainer.interrupted:
+            return None
+        raise
+    except Exception as err:
+        if not (compiled.value and _compile_failure(err) and trainer.global_step == 0):
+            raise
+        # Nothing was trained yet: start again, eager, with a fresh Trainer. Lightning patched
+        # the task's forward with the compiled one; put the original back.
+        from lightning.pytorch.utilities.compile import to_uncompiled
+
+        warn(f"torch.compile failed ({type(err).__name__}); training runs eager instead")
+        to_uncompiled(model)  # restores the forward in place
+        trainer, best_cb = _trainer(folder, model, tcfg)
+        trainer.fit(model, train_dl, val_dl, ckpt_path=ckpt)
+    if trainer.interrupted:
+        return None
+    seconds = time.perf_counter() - start
+    best = best_cb.best_model_path or str(folder / "last.ckpt")
+    return SpecialistFit(trainer=trainer, seconds=seconds, best=best)
+
+
+def planned_steps(batches: int, tcfg: TrainerConfig) -> int:
+    """Optimiser steps of a run of ``batches`` training batches per epoch."""
+    limit = tcfg.limit_train_batches
+    if isinstance(limit, float) and limit <= 1.0:
+        batches = int(batches * limit)
+    elif limit is not None:
+        batches = min(batches, int(limit))
+    return max(batches, 1) * tcfg.max_epochs
+
+
+def _trainer(folder: Path, model: EOTask, tcfg: TrainerConfig) -> tuple[Any, Any]:
+    """A fresh Trainer for ``fit_specialist`` and its best-checkpoint callback."""
     best_cb, callbacks = checkpoint_callbacks(folder, model, tcfg)
     trainer = make_trainer(
         tcfg,
@@ -127,27 +179,25 @@ def fit_specialist(
         default_root_dir=folder,
         limit_train_batches=tcfg.limit_train_batches,
     )
-    bs, nw = tcfg.batch_size, tcfg.num_workers
-    train_dl = make_loader(datasets["train"], bs, nw, True, seed)
-    val_dl = make_loader(datasets["val"], bs, nw, False, seed)
-    fit_model: Any = model
-    if tcfg.compile:
-        import torch
+    return trainer, best_cb
 
-        fit_model = torch.compile(model)
-    start = time.perf_counter()
-    ckpt = str(folder / "last.ckpt") if resume else None
-    try:
-        trainer.fit(fit_model, train_dl, val_dl, ckpt_path=ckpt)
-    except SystemExit:
-        if trainer.interrupted:
-            return None
-        raise
-    if trainer.interrupted:
-        return None
-    seconds = time.perf_counter() - start
-    best = best_cb.best_model_path or str(folder / "last.ckpt")
-    return SpecialistFit(trainer=trainer, seconds=seconds, best=best)
+
+def _compiled(model: EOTask) -> Any:
+    import torch
+
+    return torch.compile(model)
+
+
+def _compile_failure(err: BaseException) -> bool:
+    """Whether ``err`` (or its cause) comes from torch.compile rather than from training."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, TorchDynamoException):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def evaluate_checkpoint(
@@ -173,7 +223,7 @@ def evaluate_checkpoint(
     evaluator = pl.Trainer(
         accelerator=tcfg.accelerator,
         devices=1,
-        precision=tcfg.precision,  # type: ignore[arg-type]
+        precision=resolve_precision(tcfg.precision, tcfg.accelerator).value,  # type: ignore[arg-type]
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,

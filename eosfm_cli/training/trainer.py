@@ -18,11 +18,14 @@ def make_trainer(tcfg: Any, callbacks: list[Any], quiet: bool, **extra: Any) -> 
     """
     import lightning.pytorch as pl
 
+    from eosfm_cli.hardware import resolve_precision
+
+    precision: Any = resolve_precision(tcfg.precision, tcfg.accelerator).value
     return pl.Trainer(
         max_epochs=tcfg.max_epochs,
         accelerator=tcfg.accelerator,
         devices=tcfg.devices,
-        precision=tcfg.precision,
+        precision=precision,
         strategy=tcfg.strategy,
         num_nodes=tcfg.num_nodes,
         callbacks=callbacks,
