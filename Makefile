@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test test-all lint format bench demo demo-synthetic wheel wheel-smoke clean
+.PHONY: install test test-all test-terratorch lint format bench demo demo-synthetic wheel wheel-smoke clean
 
 install: $(STAMP)
 
@@ -21,6 +21,13 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# The terratorch backbone, in a venv of its own (terratorch pulls several GB; not in CI).
+TT_VENV ?= .venv-terratorch
+test-terratorch:
+	@test -x $(TT_VENV)/bin/python || $(PYTHON) -m venv $(TT_VENV)
+	$(TT_VENV)/bin/python -m pip install --quiet -e '.[terratorch,dev]'
+	$(TT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_terratorch.py
 
 lint: install
 	$(PY) -m ruff check eosfm_cli tests bench

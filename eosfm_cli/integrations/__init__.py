@@ -1,0 +1,1 @@
+"""Bridges from eosfm's models to other frameworks; each needs that framework installed."""
