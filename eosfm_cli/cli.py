@@ -39,6 +39,7 @@ app.add_typer(datasets_app, name="datasets", rich_help_panel=PANEL_TOOLS)
 PIPELINE: dict[str, Callable[..., Any]] = {
     "train-specialist": cli_pipeline.train_specialist,
     "export-ensemble": cli_pipeline.export_ensemble,
+    "distill": cli_pipeline.distill,
     "fit-head": cli_pipeline.fit_head,
     "select-encoders": cli_pipeline.select_encoders,
     "evaluate": cli_pipeline.evaluate,

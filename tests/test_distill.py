@@ -1,0 +1,161 @@
+"""`eosfm distill`: a student learns the ensemble's features and is usable as an ensemble."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from training_helpers import DEFAULT, SYNTHETIC
+from typer.testing import CliRunner
+
+from eosfm_cli.bands import BAND_SETS
+from eosfm_cli.cli import app
+from eosfm_cli.context import resolve
+from eosfm_cli.models.ensemble import EosFM
+from eosfm_cli.models.native_file import read_metadata, save_ensemble
+from eosfm_cli.models.spec import SpecialistSpec
+from eosfm_cli.stages.distill import distill
+from eosfm_cli.stages.fit_head import fit_head
+
+EPOCHS = 4
+
+
+def _spec(name: str, bands: list[str]) -> SpecialistSpec:
+    n = len(bands)
+    return SpecialistSpec(
+        name=name,
+        backbone="convnextv2_atto",
+        bands=bands,
+        mean=[1500.0] * n,
+        std=[800.0] * n,
+        dataset=name,
+        task="classification",
+        classes=["a", "b"],
+        versions={"timm": timm.__version__},
+    )
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two specialists (13-band S2 and RGB) with seeded random weights."""
+    specs = [_spec("s2", list(BAND_SETS["S2_ALL"])), _spec("rgb", ["B04", "B03", "B02"])]
+    states = []
+    for i, s in enumerate(specs):
+        torch.manual_seed(i)
+        net = timm.create_model(s.backbone, features_only=True, in_chans=s.in_chans)
+        states.append({k: v.clone() for k, v in net.state_dict().items()})
+    return save_ensemble(tmp_path_factory.mktemp("teacher") / "teacher.safetensors", specs, states)
+
+
+def _ctx(ws: Path, *sets: str, dry_run: bool = False):  # type: ignore[no-untyped-def]
+    base = [
+        f"trainer.max_epochs={EPOCHS}",
+        "trainer.batch_size=4",
+        "trainer.lr=0.003",
+        "emissions.enabled=false",
+    ]
+    return resolve(
+        DEFAULT,
+        [*base, *sets],
+        dataset="synthetic_s2",
+        root=SYNTHETIC,
+        workspace=ws,
+        dry_run=dry_run,
+    )
+
+
+@pytest.fixture(scope="module")
+def distilled(teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    ws = tmp_path_factory.mktemp("distill") / "ws"
+    res = distill(_ctx(ws), ensemble=teacher, name="student")
+    assert res is not None
+    return ws, res
+
+
+def test_the_feature_loss_falls(distilled: tuple[Path, object]) -> None:
+    _, res = distilled
+    losses = res.epoch_losses  # type: ignore[attr-defined]
+    assert len(losses) == EPOCHS
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert all(-1.0 <= c <= 1.0 for c in res.val_cosine)  # type: ignore[attr-defined]
+
+
+def test_the_student_file_is_a_one_specialist_ensemble(
+    distilled: tuple[Path, object], teacher: Path
+) -> None:
+    ws, res = distilled
+    path = ws / "ensembles" / "student.safetensors"
+    assert res.output == path  # type: ignore[attr-defined]
+    (spec,) = read_metadata(path)
+    assert spec.name == "student" and spec.bands == list(BAND_SETS["S2_ALL"])
+    assert spec.task == "distillation" and spec.source == "distill"
+    enc = EosFM.from_file(path, ["B02", "B03", "B04", "B08"]).eval()
+    with torch.no_grad():
+        feats = enc(torch.full((1, 4, 32, 32), 1500.0))
+    assert [f.shape[1] for f in feats] == enc.out_channels
+    record = json.loads((ws / "students" / "student" / "student.json").read_text())
+    import hashlib
+
+    assert record["teacher_sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest()
+    assert record["teacher_specialists"] == ["s2", "rgb"]
+    assert record["epoch_losses"] == res.epoch_losses  # type: ignore[attr-defined]
+    manifest = json.loads((ws / "manifest.json").read_text())
+    assert any(r.get("stage") == "distill" and r.get("status") == "ok" for r in manifest["runs"])
+
+
+def test_a_head_fits_on_the_student(distilled: tuple[Path, object]) -> None:
+    ws, res = distilled
+    ctx = resolve(
+        DEFAULT,
+        [
+            "trainer.max_epochs=2",
+            "trainer.batch_size=4",
+            "emissions.enabled=false",
+            "downstream.dataset=synthetic_s2",
+            f"downstream.root={SYNTHETIC}",
+        ],
+        workspace=ws,
+    )
+    head = fit_head(ctx, ensemble=res.output)  # type: ignore[attr-defined]
+    assert head is not None
+    assert 0.0 <= head.metrics["test"]["accuracy"] <= 1.0
+
+
+def test_a_second_student_of_the_same_name_is_refused(
+    distilled: tuple[Path, object], teacher: Path
+) -> None:
+    ws, _ = distilled
+    res = CliRunner().invoke(
+        app,
+        [
+            "distill",
+            "--dataset",
+            "synthetic_s2",
+            "--root",
+            str(SYNTHETIC),
+            "--workspace",
+            str(ws),
+            "--ensemble",
+            str(teacher),
+            "--name",
+            "student",
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    assert "already exists" in res.output and "--overwrite" in res.output
+
+
+def test_dry_run_and_missing_teacher(tmp_path: Path) -> None:
+    runner = CliRunner()
+    common = ["--dataset", "synthetic_s2", "--root", str(SYNTHETIC), "--workspace", str(tmp_path)]
+    res = runner.invoke(app, ["distill", *common, "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "students/eosfm-student/student.json" in res.output
+    assert "ensembles/eosfm-student.safetensors" in res.output
+    res = runner.invoke(app, ["distill", *common, "--ensemble", str(tmp_path / "nope.safetensors")])
+    assert res.exit_code == 2, res.output
+    assert "ensemble file not found" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "students").exists()
