@@ -7,9 +7,9 @@
 
 The head is built without training: one random-weight ``convnextv2_atto`` S2_ALL specialist in an
 ensemble file and a segmentation head (6 classes, UPerNet width 64) saved as a head run. One
-specialist and a decoder narrower than the default 128 keep the bench within a few minutes on two
-cores (the specialists take ~80 % of the time); memory is dominated by the torch/timm import and
-the batch's activations, neither of which depends on the raster size. The rasters are tiled,
+specialist and a decoder narrower than the default 128 keep the bench short (how long it took
+where: docs/performance.md); memory is dominated by the torch/timm import and the batch's
+activations, neither of which depends on the raster size. The rasters are tiled,
 deflate-compressed GeoTIFFs written 256 rows at a time. predict runs with its defaults: tiles
 of 256 px, overlap 32, batches of 8, a uint8 class map.
 """
@@ -31,6 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 SIDES = (2048, 4096)
 TARGET = 1.15
 RUN = "bench"
+MEASURES = [
+    "eosfm_cli/stages/predict.py",
+    "eosfm_cli/inference",
+    "eosfm_cli/tiles.py",
+    "eosfm_cli/models",
+]
 #: (name, band set) of the random-weight specialists.
 SPECIALISTS = (("s2_all", "S2_ALL"),)
 
@@ -161,6 +167,8 @@ def measure(ws: Path, raster: Path) -> dict[str, Any]:
 
 def run() -> dict[str, dict[str, Any]]:
     """Measure predict's peak RSS on two raster sizes."""
+    from eosfm_cli.hardware import machine
+
     with tempfile.TemporaryDirectory(prefix="eosfm-bench-predict-") as tmp:
         folder = Path(tmp)
         ws = folder / "ws"
@@ -194,8 +202,8 @@ def run() -> dict[str, dict[str, Any]]:
                 f"tiled GeoTIFFs; {big['tiles']} tiles at {big['tiles_per_second']:.2f} tiles/s "
                 f"and {small['tiles']} tiles at {small['tiles_per_second']:.2f} tiles/s; "
                 f"{len(SPECIALISTS)} random-weight convnextv2_atto specialist(s) + UPerNet-64 "
-                "segmentation head, tile 256, overlap 32, batch 8, uint8 class map, CPU "
-                f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})"
+                "segmentation head, tile 256, overlap 32, batch 8, uint8 class map; "
+                f"load average {os.getloadavg()[0]:.1f}; {machine().describe()}"
             ),
         }
     }

@@ -11,8 +11,8 @@ Usage::
     python bench/search_scratch_recipe.py                 # every candidate, seeds 0-9
     python bench/search_scratch_recipe.py --seeds 0,1,2   # fewer seeds
 
-On 2 CPU cores one seed takes about 40 s at 60 epochs and 80 s at 120, so the full search
-(7 candidates, 10 seeds) runs for about an hour. Results go to ``bench/out/scratch_recipes.json``.
+The full search trains every candidate on 10 seeds (how long that took where, and what it
+found: docs/performance.md). Results go to ``bench/out/scratch_recipes.json``.
 """
 
 from __future__ import annotations
@@ -44,9 +44,8 @@ CANDIDATES: dict[str, list[str]] = {
     "120 epochs": ["trainer.max_epochs=120"],
     "120 epochs + label smoothing 0.1": ["trainer.max_epochs=120", "model.label_smoothing=0.1"],
     # Round 2, on top of the round-1 winner: an exponential moving average of the weights
-    # (per step; 4 steps per epoch, so 0.99 averages over ~25 epochs, 0.995 over ~50). Both
-    # scored val 0.49 on seeds 0-4 (test 0.46), against 0.57 for 120 epochs alone on the same
-    # seeds, and were dropped there.
+    # (per step; 4 steps per epoch, so 0.99 averages over ~25 epochs, 0.995 over ~50); their
+    # scores are in docs/performance.md.
     "120 epochs + EMA 0.99": ["trainer.max_epochs=120", "trainer.ema_decay=0.99"],
     "120 epochs + EMA 0.995": ["trainer.max_epochs=120", "trainer.ema_decay=0.995"],
 }
@@ -70,7 +69,7 @@ def main(argv: list[str]) -> int:
     for name in wanted:
         recipe = with_changes(BASE_RECIPE, CANDIDATES[name])
         runs = eurosat100_scratch(EUROSAT100, seeds, recipe=recipe)
-        val, test = list(runs["val"]), list(runs["test"])  # type: ignore[call-overload]
+        val, test = list(runs["val"]), list(runs["test"])
         rows.append(
             {
                 "candidate": name,
