@@ -174,3 +174,40 @@ def test_default_machine_fields_come_from_hardware() -> None:
     fields = harness.machine_fields()
     assert set(fields) >= {"cpu_model", "cores", "threads", "flags", "torch", "cuda"}
     assert isinstance(fields["flags"], list)
+
+
+def test_bench_notes_hold_no_hardware_literals() -> None:
+    """No note states a CPU fact or a past measurement as fixed text (issue 15)."""
+    banned = (
+        "no AMX",
+        "avx512_bf16",
+        "on this CPU",
+        "2-core",
+        "two cores",
+        "(no recompilation)",
+        "10-25%",
+    )
+    for path in sorted((REPO / "bench").glob("*.py")):
+        text = path.read_text()
+        for word in banned:
+            assert word not in text, f"{path.name} states {word!r} as a literal"
+
+
+def test_quick_mode_keeps_its_figures_out_of_the_record(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = _harness()
+    monkeypatch.setenv("EOSFM_BENCH_QUICK", "1")
+    calls: list[tuple[Path, Path]] = []
+    monkeypatch.setattr(
+        harness,
+        "run_benchmarks",
+        lambda files, results, markdown: calls.append((results, markdown)) or 0,
+    )
+    assert harness.main([], bench_dir=repo / "bench") == 0
+    assert calls == [
+        (
+            repo / "bench" / "out" / "quick" / "results.json",
+            repo / "bench" / "out" / "quick" / "RESULTS.md",
+        )
+    ]
