@@ -39,10 +39,20 @@ def _git(repo: Path, *args: str) -> str:
 
 
 GOOD = """
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 MEASURES = ["code.py"]
 
+
+@dataclass
+class Speed:  # a dataclass needs its module registered while it loads
+    value: float
+
+
 def run():
-    return {"good_speed": {"value": 2.0, "unit": "x", "met": True}}
+    return {"good_speed": {"value": Speed(2.0).value, "unit": "x", "met": True}}
 """
 
 FAILING = """
