@@ -141,7 +141,7 @@ def eurosat100_scratch(
 ) -> dict[str, Any]:
     """Train the from-scratch S2 specialist on EuroSAT100 once per seed (memoised per process).
 
-    ``bench_train`` and ``bench_fidelity`` report the same runs, so ``make bench`` trains them
+    ``bench_accuracy`` and ``bench_fidelity`` report the same runs, so ``make bench`` trains them
     once.
 
     Args:
