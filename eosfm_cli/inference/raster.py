@@ -183,3 +183,50 @@ def _indexes_by_name(names: Sequence[str], bands: Sequence[str]) -> list[int]:
         pos = next(i for i, (_, n) in enumerate(free) if n == band)
         out.append(free.pop(pos)[0])
     return out
+
+
+def scene_bands(path: Path, input_bands: Sequence[str] | None = None) -> list[str]:
+    """The catalog names of a raster's bands: ``input_bands``, else its band descriptions.
+
+    For a model that takes whatever the raster holds (``embed``), so its bands are the model's.
+
+    Raises:
+        DataError: when the file is missing or unreadable, ``input_bands`` names another number
+            of bands, or its descriptions are not all band names and ``input_bands`` is not
+            given (bands are never read by position).
+        BandError: when ``input_bands`` holds a name that is not a catalog band.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    from eosfm_cli.bands import canonical
+
+    if not path.is_file():
+        raise DataError("raster not found", where=str(path), hint="pass an existing GeoTIFF")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                count, descriptions = src.count, list(src.descriptions)
+    except (RasterioError, OSError) as err:
+        raise DataError(f"cannot read the raster ({err})", where=str(path)) from None
+    if input_bands is not None:
+        given = [canonical(str(b)) for b in input_bands]
+        if len(given) != count:
+            raise DataError(
+                f"--input-bands names {len(given)} band(s), the raster has {count}",
+                where=str(path),
+                hint=f"name each of its {count} bands, in file order",
+            )
+        return given
+    names = catalog_names(descriptions)
+    if names is None:
+        shown = ", ".join(repr(d) if d else "none" for d in descriptions)
+        raise DataError(
+            f"the raster's band descriptions ({shown}) are not band names, and bands are "
+            "never read by position",
+            where=str(path),
+            hint="pass --input-bands naming its bands in file order, e.g. "
+            "--input-bands B02,B03,B04,B08",
+        )
+    return names
