@@ -44,6 +44,7 @@ PIPELINE: dict[str, Callable[..., Any]] = {
     "select-encoders": cli_pipeline.select_encoders,
     "evaluate": cli_pipeline.evaluate,
     "predict": cli_pipeline.predict,
+    "embed": cli_pipeline.embed,
     "emissions-report": cli_pipeline.emissions_report,
 }
 for _name, _command in PIPELINE.items():

@@ -57,6 +57,13 @@ class ReportFormat(str, Enum):
     csv = "csv"
 
 
+class EmbedFormat(str, Enum):
+    """What ``embed`` writes: a Cloud-Optimized GeoTIFF, or a GeoParquet table of patches."""
+
+    cog = "cog"
+    parquet = "parquet"
+
+
 class GenerateKind(str, Enum):
     """What ``datasets generate`` can write."""
 

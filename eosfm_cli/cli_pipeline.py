@@ -14,6 +14,7 @@ import typer
 from eosfm_cli.cli_common import (
     DEFAULT_PROFILE,
     DryRunOpt,
+    EmbedFormat,
     ExportFormat,
     ProfileOpt,
     QuietOpt,
@@ -262,6 +263,60 @@ def predict(
         probabilities=probabilities,
         ensemble=ensemble,
         input_bands=[b.strip() for b in input_bands.split(",")] if input_bands else None,
+    )
+
+
+@handle_errors
+def embed(
+    scene: Annotated[Path, typer.Argument(help="Input GeoTIFF.")],
+    ensemble: Annotated[
+        Path | None, typer.Option(help="Ensemble file (default: workspace's).")
+    ] = None,
+    input_bands: Annotated[
+        str | None,
+        typer.Option(help="The scene's band names in file order, when its descriptions are not."),
+    ] = None,
+    level: Annotated[int, typer.Option(help="Pyramid level (0: finest, 1/4 for ConvNeXt).")] = 0,
+    reduce: Annotated[str, typer.Option(help="none, or pca:D (D principal components).")] = "none",
+    basis: Annotated[
+        Path | None, typer.Option(help="Reuse a PCA basis saved by an earlier embed.")
+    ] = None,
+    fmt: Annotated[
+        EmbedFormat, typer.Option("--format", help="cog (one band per dimension) or parquet.")
+    ] = EmbedFormat.cog,
+    patch: Annotated[
+        int | None, typer.Option(help="Parquet: patch side in level pixels (one row each).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Output file or folder.")] = None,
+    tile: Annotated[int, typer.Option(help="Tile size in pixels (multiple of 32).")] = 256,
+    overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Tiles per batch.")] = 8,
+    profile: ProfileOpt = DEFAULT_PROFILE,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    wait: WaitOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a scene's embeddings with the frozen ensemble: a COG, or GeoParquet patches."""
+    from eosfm_cli.stages.embed import embed as stage
+
+    ctx = stage_context(profile, set_, workspace, None, dry_run, wait)
+    stage(
+        ctx,
+        scene,
+        ensemble=ensemble,
+        input_bands=[b.strip() for b in input_bands.split(",")] if input_bands else None,
+        level=level,
+        reduce=reduce,
+        basis=basis,
+        fmt=fmt.value,
+        patch=patch,
+        output=output,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
     )
 
 

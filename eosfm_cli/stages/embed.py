@@ -1,0 +1,252 @@
+"""Stage `eosfm embed`: the frozen ensemble as a feature extractor for a whole scene.
+
+The scene's bands are named by its band descriptions (or ``input_bands``); the ensemble runs
+on them at one pyramid level, tile by tile, blended as in ``predict``
+(:mod:`eosfm_cli.inference.embeddings`). ``reduce="pca:D"`` projects onto a basis fitted on a
+seeded sample of the scene, or loaded with ``basis`` (:mod:`eosfm_cli.inference.pca`).
+
+**Outputs.** ``embeddings/<scene stem>-L<level>.tif`` (or ``--output``): a COG, one half-float
+band per dimension on the level's grid (:mod:`eosfm_cli.inference.embedding_files`); or with
+``fmt="parquet"`` a GeoParquet table, one row per patch (:mod:`eosfm_cli.inference.geoparquet`).
+With a PCA, ``<name>.pca.safetensors`` (the basis, unless ``basis`` was given) and
+``<name>.png`` (the scene beside components 1-3) are written beside it. Every file is written
+under a temporary name and renamed when whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eosfm_cli.console import info
+from eosfm_cli.context import StageContext, print_dry_run
+from eosfm_cli.downstream import ensemble_file, ensemble_options
+from eosfm_cli.errors import ProfileError
+from eosfm_cli.head_runs import select_device
+from eosfm_cli.inference.embedding_files import (
+    blended_half,
+    blended_values,
+    cog_bytes,
+    level_transform,
+    provenance,
+    write_cog,
+)
+from eosfm_cli.inference.embeddings import (
+    embed_fn,
+    level_channel_names,
+    level_grid,
+    run_level_tiles,
+    sample_vectors,
+)
+from eosfm_cli.inference.geoparquet import check_patch, write_patch_table
+from eosfm_cli.inference.outputs import tile_progress
+from eosfm_cli.inference.pca import check_basis, fit_pca, load_basis, parse_reduce, save_basis
+from eosfm_cli.inference.raster import open_source, scene_bands
+from eosfm_cli.inference.reading import raster_env
+from eosfm_cli.inference.tiling import TILE_MULTIPLE, TileGrid
+from eosfm_cli.io import check_space, fingerprint_file, sha256_file
+from eosfm_cli.viz.embedding_preview import ComponentLook, write_embedding_preview
+from eosfm_cli.viz.previews import Quicklook
+
+#: Output suffixes of each format.
+SUFFIXES = {"cog": (".tif", ".tiff"), "parquet": (".parquet", ".geoparquet")}
+
+
+def embed(
+    ctx: StageContext,
+    scene: Path,
+    *,
+    ensemble: Path | None = None,
+    input_bands: Sequence[str] | None = None,
+    level: int = 0,
+    reduce: str = "none",
+    basis: Path | None = None,
+    fmt: str = "cog",
+    patch: int | None = None,
+    output: Path | None = None,
+    tile: int = 256,
+    overlap: int = 32,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> Path | None:
+    """Run the `embed` stage: write a scene's embeddings at one pyramid level.
+
+    Args:
+        ctx: the resolved profile and workspace.
+        scene: the input GeoTIFF.
+        ensemble: the ensemble file (default: the workspace's).
+        input_bands: the scene's band names in file order, when its band descriptions do not
+            name them (bands are never read by position).
+        level: the pyramid level (0: the finest).
+        reduce: ``none`` or ``pca:D``.
+        basis: a PCA basis saved by an earlier run (with ``reduce="pca:D"``).
+        fmt: ``cog`` or ``parquet``.
+        patch: parquet patch side in level pixels (default: the largest up to 8 dividing the
+            level grid).
+        output: the output file, or a folder for the default name.
+        tile: tile side in input pixels, a multiple of 32.
+        overlap: input pixels shared by neighbouring tiles, blended.
+        batch_size: tiles per forward pass.
+        seed: seed of the PCA's sample.
+
+    Returns:
+        The output path, or ``None`` for a dry run.
+
+    Raises:
+        ProfileError: for bad options, a level the pyramid lacks or a patch that does not
+            divide the level grid.
+        DataError: when the scene is missing or its bands are not named.
+        BandError: when no specialist can run on the scene's bands.
+        ArtifactError: for a missing ensemble or a basis fitted elsewhere.
+    """
+    from eosfm_cli.models.ensemble import EosFM
+
+    scene = Path(scene)
+    dims = parse_reduce(reduce)
+    _check_options(fmt, tile, batch_size, basis, dims)
+    ens = ensemble_file(ctx, ensemble)
+    bands = scene_bands(scene, input_bands)
+    source = open_source(scene, bands, input_bands)
+    opts = ensemble_options(ctx, TileGrid(source.height, source.width, tile, overlap).n_tiles)
+    # An exported ensemble holds no fusion or feature-norm weights: those are a head's.
+    opts.update(fusion="concat", normalize_features=False)
+    model = EosFM.from_file(ens, input_bands=bands, **opts)
+    grid = level_grid(model.reductions, level, source.height, source.width, tile, overlap)
+    hl, wl = grid.level_height, grid.level_width
+    names = level_channel_names(model, level)
+    count = dims or len(names)
+    patch = check_patch(hl, wl, patch) if fmt == "parquet" else None
+    out_path = _output(ctx, scene, level, fmt, output)
+    if source.profile.get("crs") is None:
+        info(f"note: {scene.name} has no CRS; the embeddings keep its pixel grid, without one")
+    info(
+        f"embed {scene.name} ({source.width}x{source.height}, {', '.join(bands)}) at level "
+        f"{level} (1/{grid.reduction}: {wl}x{hl}), {count} dimensions, {grid.tiles.n_tiles} "
+        f"tiles" + (f", patches of {patch}" if patch else "")
+    )
+    if ctx.dry_run:
+        per_patch = count * 4 + 96  # the vector, its polygon and centre
+        size = cog_bytes(grid, count) if patch is None else hl * wl * per_patch // patch**2
+        writes = [f"{out_path} (about {size / 1e6:.1f} MB uncompressed)"]
+        if dims:
+            writes += [str(out_path.with_suffix(".png"))]
+            writes += [] if basis else [str(out_path.with_suffix(".pca.safetensors"))]
+        print_dry_run(ctx, "embed", [str(scene), str(ens)], [*writes, "manifest.json"])
+        return None
+
+    preview = out_path.with_suffix(".png")
+    with ctx.workspace.stage_run(
+        "embed", ctx.profile.to_dict(), wait=ctx.wait, emissions=ctx.profile.emissions
+    ) as record:
+        sha = sha256_file(ens)
+        device = select_device(ctx)
+        model.to(device)
+        pca, basis_path = None, basis
+        if dims:
+            meta: dict[str, object] = {"ensemble_sha256": sha, "level": level, "channels": names}
+            if basis is not None:
+                pca = load_basis(basis)
+                check_basis(pca, basis, sha, level, names)
+                dims = pca.dims
+            else:
+                sample = sample_vectors(embed_fn(model, level, device), source, grid, seed=seed)
+                pca = fit_pca(sample, dims, {**meta, "samples": len(sample), "seed": seed})
+                basis_path = save_basis(out_path.with_suffix(".pca.safetensors"), pca)
+            names = [f"pca:{i + 1}" for i in range(pca.dims)]
+            reduce = f"pca:{pca.dims}"
+        tags = provenance(model, ens, sha, level, reduce, basis_path)
+        look = Quicklook.create(source.height, source.width, bands)
+        comps = ComponentLook.create(hl, wl)
+        fn = embed_fn(model, level, device, pca)
+
+        def fill(sink: Any) -> Any:
+            return run_level_tiles(
+                fn,
+                source,
+                sink,
+                blended_half if fmt == "cog" else blended_values,
+                len(names),
+                grid,
+                batch_size=batch_size,
+                on_input=look.add_input,
+                on_rows=comps.add_rows,
+                on_tiles=advance,
+            )
+
+        rows = None
+        with raster_env(), tile_progress(grid.tiles.n_tiles) as advance:
+            if fmt == "cog":
+                check_space(out_path, 3 * cog_bytes(grid, len(names)))
+                stats = write_cog(out_path, source, grid, names, tags, fill)
+            else:
+                table_args = {
+                    "height": hl,
+                    "width": wl,
+                    "patch": patch,
+                    "transform": level_transform(source, grid.reduction),
+                    "crs": source.profile.get("crs"),
+                    "provenance": tags,
+                }
+                stats, rows = write_patch_table(out_path, table_args, fill)
+        outputs = [out_path]
+        if pca is not None:
+            write_embedding_preview(preview, look, comps)
+            outputs += [preview] + ([basis_path] if basis is None and basis_path else [])
+        record.inputs = {
+            ctx.workspace.relative(scene): fingerprint_file(scene),
+            ctx.workspace.relative(ens): sha,
+        }
+        record.outputs = [ctx.workspace.relative(p) for p in outputs]
+        record.extra.update(
+            level=level,
+            reduce=reduce,
+            format=fmt,
+            dimensions=len(names),
+            grid=[hl, wl],
+            patch=patch,
+            rows=rows,
+            tiles=stats.tiles,
+            tiles_skipped=stats.skipped,
+            tiles_per_second=round(stats.rate, 3),
+        )
+    info(
+        f"wrote {ctx.workspace.relative(out_path)} ({len(names)} dimensions"
+        + (f", {rows} patches" if rows is not None else "")
+        + f"): {stats.tiles} tiles in {stats.seconds:.1f} s ({stats.rate:.2f} tiles/s)"
+    )
+    return out_path
+
+
+def _check_options(
+    fmt: str, tile: int, batch_size: int, basis: Path | None, dims: int | None
+) -> None:
+    if fmt not in SUFFIXES:
+        raise ProfileError(f"unknown format {fmt!r}", where="`fmt=`", hint="use cog or parquet")
+    if tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
+        raise ProfileError(
+            f"tile must be a positive multiple of {TILE_MULTIPLE} (got {tile})", where="`tile=`"
+        )
+    if batch_size < 1:
+        raise ProfileError(f"batch size must be at least 1 (got {batch_size})", "`batch_size=`")
+    if basis is not None and dims is None:
+        raise ProfileError(
+            "a PCA basis needs a PCA reduction", where="`basis=`", hint="add --reduce pca:D"
+        )
+
+
+def _output(ctx: StageContext, scene: Path, level: int, fmt: str, output: Path | None) -> Path:
+    """``--output`` (a file, or a folder for the default name), checked against the format."""
+    name = f"{scene.stem}-L{level}{SUFFIXES[fmt][0]}"
+    if output is None:
+        return ctx.workspace.path("embeddings", name)
+    path = Path(output)
+    if path.is_dir():
+        return path / name
+    if path.suffix.lower() not in SUFFIXES[fmt]:
+        raise ProfileError(
+            f"a {fmt} output cannot be named {path.name!r}",
+            where="`output=`",
+            hint=f"name it {' or '.join(SUFFIXES[fmt])}, or choose the other --format",
+        )
+    return path
