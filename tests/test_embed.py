@@ -223,6 +223,37 @@ def test_pca_basis_is_saved_and_reused(ensemble: Path, scene: Path, tmp_path: Pa
         assert a.count == 3 and a.descriptions == ("pca:1", "pca:2", "pca:3")
         assert a.tags()["eosfm_reduce"] == "pca:3"
         np.testing.assert_array_equal(a.read(), b.read())
+    code, output = cli(
+        str(scene),
+        "--ensemble",
+        str(ensemble),
+        "-w",
+        str(tmp_path / "ws"),
+        "--reduce",
+        "pca:4",
+        "--basis",
+        str(basis),
+        "--output",
+        str(tmp_path / "c.tif"),
+    )
+    assert code == 2 and "holds 3 components" in output, output
+
+
+def test_a_failed_run_leaves_no_file(
+    ensemble: Path, scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eosfm_cli.stages.embed as stage
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("interrupted half-way")
+
+    monkeypatch.setattr(stage, "run_level_tiles", broken)
+    out = tmp_path / "out"
+    out.mkdir()
+    for fmt, name in (("cog", "e.tif"), ("parquet", "e.parquet")):
+        with pytest.raises(RuntimeError):
+            embed(ctx(tmp_path / "ws"), scene, ensemble=ensemble, fmt=fmt, output=out / name)
+    assert not list(out.iterdir())
 
 
 def cli(*args: str) -> tuple[int, str]:

@@ -158,13 +158,25 @@ def load_basis(path: Path) -> PcaBasis:
 
 
 def check_basis(
-    basis: PcaBasis, path: Path, ensemble_sha256: str, level: int, channels: Sequence[str]
+    basis: PcaBasis,
+    path: Path,
+    ensemble_sha256: str,
+    level: int,
+    channels: Sequence[str],
+    dims: int,
 ) -> None:
-    """Refuse a basis fitted on another ensemble, level or channel list.
+    """Refuse a basis fitted on another ensemble, level or channel list, or of other size.
 
     Raises:
         ArtifactError: naming what differs.
+        ProfileError: when ``reduce=`` asks for another number of components.
     """
+    if basis.dims != dims:
+        raise ProfileError(
+            f"--reduce asks for pca:{dims}, the basis holds {basis.dims} components",
+            where=str(path),
+            hint=f"use --reduce pca:{basis.dims} with this basis",
+        )
     for key, want in (("ensemble_sha256", ensemble_sha256), ("level", level)):
         if basis.meta.get(key) != want:
             raise ArtifactError(

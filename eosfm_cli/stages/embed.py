@@ -147,8 +147,7 @@ def embed(
             meta: dict[str, object] = {"ensemble_sha256": sha, "level": level, "channels": names}
             if basis is not None:
                 pca = load_basis(basis)
-                check_basis(pca, basis, sha, level, names)
-                dims = pca.dims
+                check_basis(pca, basis, sha, level, names, dims)
             else:
                 sample = sample_vectors(embed_fn(model, level, device), source, grid, seed=seed)
                 pca = fit_pca(sample, dims, {**meta, "samples": len(sample), "seed": seed})
