@@ -13,4 +13,8 @@ model (or a per-tile function) and options.
 - :mod:`~eosfm_cli.inference.boxes`: detections over tiles, each object reported once.
 - :mod:`~eosfm_cli.inference.vectors`: boxes written as GeoPackage or GeoJSON polygons.
 - :mod:`~eosfm_cli.inference.outputs`: a prediction's files, written whole or not at all.
+- :mod:`~eosfm_cli.inference.embeddings`: the ensemble's features on a pyramid level's grid.
+- :mod:`~eosfm_cli.inference.pca`: a PCA basis for embeddings, fitted, saved and reused.
+- :mod:`~eosfm_cli.inference.embedding_files`: embedding COGs and their provenance.
+- :mod:`~eosfm_cli.inference.geoparquet`: embeddings pooled over patches, as GeoParquet.
 """
