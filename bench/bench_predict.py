@@ -110,6 +110,8 @@ def write_raster(path: Path, side: int, seed: int = 0) -> None:
     from rasterio.transform import Affine
     from rasterio.windows import Window
 
+    from eosfm_cli.bands import BAND_SETS
+
     rng = np.random.default_rng(seed)
     spectra = rng.uniform(200, 3500, (13, 6)).astype(np.float32)
     profile = {
@@ -128,6 +130,8 @@ def write_raster(path: Path, side: int, seed: int = 0) -> None:
     }
     xs = np.arange(side, dtype=np.float32)
     with rasterio.open(path, "w", **profile) as dst:
+        # Band names, as a real export carries them: predict never reads bands by position.
+        dst.descriptions = tuple(BAND_SETS["S2_ALL"])
         for top in range(0, side, 256):
             ys = np.arange(top, min(side, top + 256), dtype=np.float32)[:, None]
             # Blobby classes from two interfering waves, plus sensor noise.
