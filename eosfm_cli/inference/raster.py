@@ -59,23 +59,9 @@ def open_source(
             not given.
         BandError: when ``input_bands`` holds a name that is not a catalog band.
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioError
-
-    if not path.is_file():
-        raise DataError("raster not found", where=str(path), hint="pass an existing GeoTIFF")
-    try:
-        with warnings.catch_warnings():
-            # A raster without georeferencing is fine: the output copies whatever it has.
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path)
-        with src:
-            count, height, width = src.count, src.height, src.width
-            descriptions = list(src.descriptions)
-            nodatavals = list(src.nodatavals)
-            profile = dict(src.profile)
-    except (RasterioError, OSError) as err:
-        raise DataError(f"cannot read the raster ({err})", where=str(path)) from None
+    head = _header(path)
+    count, height, width = head["count"], head["height"], head["width"]
+    descriptions, nodatavals, profile = head["descriptions"], head["nodatavals"], head["profile"]
     names = _band_names(path, count, descriptions, bands, input_bands)
     indexes = band_indexes(path, count, names, bands)
     mapping = ", ".join(f"{i}→{b}" for i, b in zip(indexes, bands, strict=True))
@@ -196,20 +182,10 @@ def scene_bands(path: Path, input_bands: Sequence[str] | None = None) -> list[st
             given (bands are never read by position).
         BandError: when ``input_bands`` holds a name that is not a catalog band.
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioError
-
     from eosfm_cli.bands import canonical
 
-    if not path.is_file():
-        raise DataError("raster not found", where=str(path), hint="pass an existing GeoTIFF")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                count, descriptions = src.count, list(src.descriptions)
-    except (RasterioError, OSError) as err:
-        raise DataError(f"cannot read the raster ({err})", where=str(path)) from None
+    head = _header(path)
+    count, descriptions = head["count"], head["descriptions"]
     if input_bands is not None:
         given = [canonical(str(b)) for b in input_bands]
         if len(given) != count:
@@ -230,3 +206,31 @@ def scene_bands(path: Path, input_bands: Sequence[str] | None = None) -> list[st
             "--input-bands B02,B03,B04,B08",
         )
     return names
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """A raster's band count, size, descriptions, nodata values and profile (no pixels read).
+
+    Raises:
+        DataError: when the file is missing or unreadable.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    if not path.is_file():
+        raise DataError("raster not found", where=str(path), hint="pass an existing GeoTIFF")
+    try:
+        with warnings.catch_warnings():
+            # A raster without georeferencing is fine: the output copies whatever it has.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                return {
+                    "count": src.count,
+                    "height": src.height,
+                    "width": src.width,
+                    "descriptions": list(src.descriptions),
+                    "nodatavals": list(src.nodatavals),
+                    "profile": dict(src.profile),
+                }
+    except (RasterioError, OSError) as err:
+        raise DataError(f"cannot read the raster ({err})", where=str(path)) from None
