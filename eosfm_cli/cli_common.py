@@ -64,6 +64,13 @@ class EmbedFormat(str, Enum):
     parquet = "parquet"
 
 
+class EmbedDtype(str, Enum):
+    """How ``embed``'s COG stores values: half floats, or int8 with a per-band scale and offset."""
+
+    float16 = "float16"
+    int8 = "int8"
+
+
 class GenerateKind(str, Enum):
     """What ``datasets generate`` can write."""
 

@@ -14,6 +14,7 @@ import typer
 from eosfm_cli.cli_common import (
     DEFAULT_PROFILE,
     DryRunOpt,
+    EmbedDtype,
     EmbedFormat,
     ExportFormat,
     ProfileOpt,
@@ -284,6 +285,17 @@ def embed(
     fmt: Annotated[
         EmbedFormat, typer.Option("--format", help="cog (one band per dimension) or parquet.")
     ] = EmbedFormat.cog,
+    dtype: Annotated[
+        EmbedDtype,
+        typer.Option(help="COG values: float16, or int8 with a per-band scale and offset."),
+    ] = EmbedDtype.float16,
+    similar_to: Annotated[
+        str | None,
+        typer.Option(
+            help="Also map the cosine similarity to this location's embedding: X,Y in the "
+            "scene's CRS, or px:ROW,COL (a scene pixel). Writes <name>.similarity.tif/.png."
+        ),
+    ] = None,
     patch: Annotated[
         int | None, typer.Option(help="Parquet: patch side in level pixels (one row each).")
     ] = None,
@@ -312,6 +324,8 @@ def embed(
         reduce=reduce,
         basis=basis,
         fmt=fmt.value,
+        dtype=dtype.value,
+        similar_to=similar_to,
         patch=patch,
         output=output,
         tile=tile,

@@ -239,6 +239,100 @@ def test_pca_basis_is_saved_and_reused(ensemble: Path, scene: Path, tmp_path: Pa
     assert code == 2 and "holds 3 components" in output, output
 
 
+def cosine(values: np.ndarray, row: int, col: int) -> np.ndarray:
+    """Every pixel's cosine similarity to pixel ``(row, col)`` of ``(K, H, W)`` values."""
+    q = values[:, row, col].astype(np.float64)
+    v = values.astype(np.float64)
+    return np.einsum("k,khw->hw", q, v) / (np.linalg.norm(q) * np.linalg.norm(v, axis=0))
+
+
+def test_similar_to_a_map_coordinate_maps_cosine_similarity(
+    ensemble: Path, scene: Path, tmp_path: Path
+) -> None:
+    # The centre of input pixel (row 50, col 70) lies in level pixel (12, 17) at 1/4.
+    x, y = TRANSFORM @ (70.5, 50.5)
+    out = embed(
+        ctx(tmp_path / "ws"),
+        scene,
+        ensemble=ensemble,
+        tile=64,
+        overlap=0,
+        similar_to=f"{x},{y}",
+        output=tmp_path / "e.tif",
+    )
+    assert out is not None
+    sim_path = tmp_path / "e.similarity.tif"
+    assert (tmp_path / "e.similarity.png").stat().st_size > 0
+    with rasterio.open(out) as emb, rasterio.open(sim_path) as src:
+        assert (src.count, src.dtypes[0]) == (1, "float32")
+        assert (src.crs, src.transform, src.shape) == (emb.crs, emb.transform, emb.shape)
+        assert src.tags()["eosfm_similar_to_level_pixel"] == "12,17"
+        assert src.tags()["eosfm_ensemble_sha256"] == sha256_file(ensemble)
+        sim = src.read(1)
+        values = emb.read()
+    assert abs(sim[12, 17] - 1.0) < 1e-5
+    assert np.isfinite(sim).all() and sim.min() >= -1.0 and sim.max() <= 1.0
+    assert sim.min() < 0.99  # other pixels differ from the query
+    np.testing.assert_allclose(sim, cosine(values, 12, 17), atol=1e-5)
+
+
+def test_similar_to_a_pixel_with_geoparquet_keeps_no_scratch_copy(
+    ensemble: Path, scene: Path, tmp_path: Path
+) -> None:
+    out = embed(
+        ctx(tmp_path / "ws"),
+        scene,
+        ensemble=ensemble,
+        tile=64,
+        overlap=0,
+        fmt="parquet",
+        similar_to="px:127,0",  # the last row's first pixel: level pixel (31, 0)
+        output=tmp_path / "e.parquet",
+    )
+    assert out is not None
+    with rasterio.open(tmp_path / "e.similarity.tif") as src:
+        assert src.shape == (32, 32) and src.transform == TRANSFORM @ TRANSFORM.scale(4)
+        sim = src.read(1)
+    assert abs(sim[31, 0] - 1.0) < 1e-5 and sim.min() >= -1.0 and sim.max() <= 1.0
+    # The reference: the same run's features, straight from the ensemble on that tile.
+    want = reference(ensemble, scene, Window(0, 64, 64, 64), 0).numpy()
+    np.testing.assert_allclose(sim[16:, :16], cosine(want, 15, 0), atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "e.parquet",
+        "e.similarity.png",
+        "e.similarity.tif",
+    ]
+
+
+def test_int8_cog_dequantizes_within_one_step(ensemble: Path, scene: Path, tmp_path: Path) -> None:
+    out = embed(
+        ctx(tmp_path / "ws"),
+        scene,
+        ensemble=ensemble,
+        tile=64,
+        overlap=0,
+        dtype="int8",
+        similar_to="px:10,20",
+        output=tmp_path / "q.tif",
+    )
+    assert out is not None
+    with rasterio.open(out) as src:
+        assert src.dtypes[0] == "int8" and src.nodata == -128 and src.count == 40
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert src.tags()["eosfm_dtype"] == "int8"
+        scales = np.array(src.scales)[:, None, None]
+        offsets = np.array(src.offsets)[:, None, None]
+        stored = src.read(window=Window(0, 0, 16, 16))
+    assert (scales != 1).all() and stored.min() >= -127 and stored.max() == 127
+    dequantized = stored * scales + offsets  # what GDAL's scale/offset readers compute
+    want = reference(ensemble, scene, Window(0, 0, 64, 64), 0).numpy()
+    # Rounding to the nearest step: off by half a step at most (float32 slack on top).
+    steps_off = np.abs(dequantized - want) / scales
+    assert steps_off.max() <= 0.5 + 1e-3, steps_off.max()
+    with rasterio.open(tmp_path / "q.similarity.tif") as sim:
+        assert abs(sim.read(1)[2, 5] - 1.0) < 1e-5
+
+
 def test_a_failed_run_leaves_no_file(
     ensemble: Path, scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -271,6 +365,10 @@ def cli(*args: str) -> tuple[int, str]:
         (["--basis", "b.safetensors"], "--reduce pca:D"),
         (["--input-bands", "B02,B03,B04"], "--input-bands names 3"),
         (["--input-bands", "B02,B03,B04,NOPE"], "NOPE"),
+        (["--similar-to", "0,0"], "outside the 128 x 128 pixel scene"),
+        (["--similar-to", "px:3,128"], "COL < 128"),
+        (["--similar-to", "north"], "px:ROW,COL"),
+        (["--format", "parquet", "--dtype", "int8"], "--format cog"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(

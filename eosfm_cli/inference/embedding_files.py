@@ -8,6 +8,13 @@ level's grid (the input's transform scaled by the level's reduction) and the inp
 The COG is written under a temporary name and renamed (:func:`eosfm_cli.io.atomic_path`); the
 scratch file is removed whatever happens, so a failed run leaves nothing.
 
+**int8.** ``dtype="int8"`` stores every band as ``round((value - offset) / scale)`` in
+-127..127 (-128 is nodata), with ``offset`` the middle of the band's range and ``scale`` its
+width over 254, so a value is off by at most half a step. Scale and offset are GDAL's own band
+metadata, so readers that honour them (GDAL's ``-unscale``, QGIS, rasterio's ``src.scales`` and
+``src.offsets``) get the values back. The range is only known once every row is written, so
+the float32 scratch is quantized by windows into a second scratch that the COG driver copies.
+
 **Provenance.** :func:`provenance` gives the same ``eosfm_*`` keys to the COG's tags and to
 the GeoParquet's file metadata: the ensemble's file name and sha256, the level and its
 reduction, the input bands and every specialist's band plan, and the dimension reduction.
@@ -22,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from eosfm_cli.inference.embeddings import LevelGrid
 from eosfm_cli.inference.raster import RasterSource
@@ -33,8 +41,17 @@ if TYPE_CHECKING:
 
 #: COG block side (level pixels) of a large map; overviews are added until one fits a block.
 COG_BLOCK = 256
-#: Bytes per value of the COG (half floats), and the overviews' share on top of the full grid.
-COG_BYTES, OVERVIEW_SHARE = 2, 1 / 3
+#: Bytes per stored value of each COG value type.
+COG_DTYPES = {"float16": 2, "int8": 1}
+#: The overviews' share on top of the full grid.
+OVERVIEW_SHARE = 1 / 3
+#: The int8 COG's nodata value (stored values are -127..127).
+INT8_NODATA = -128
+#: Rows quantized at a time.
+QUANTIZE_ROWS = 256
+
+#: Per-band ranges, scales and offsets (float64, as GDAL stores them).
+Float64Array = npt.NDArray[np.float64]
 
 
 def blended_values(
@@ -104,9 +121,68 @@ def cog_block(grid: LevelGrid) -> int:
     return COG_BLOCK if max(grid.level_height, grid.level_width) >= 2 * COG_BLOCK else 128
 
 
-def cog_bytes(grid: LevelGrid, count: int) -> int:
+def cog_bytes(grid: LevelGrid, count: int, dtype: str = "float16") -> int:
     """The COG's size before compression (full grid plus overviews)."""
-    return int(grid.level_height * grid.level_width * count * COG_BYTES * (1 + OVERVIEW_SHARE))
+    per_value = COG_DTYPES[dtype]
+    return int(grid.level_height * grid.level_width * count * per_value * (1 + OVERVIEW_SHARE))
+
+
+class RangeSink:
+    """A row sink that writes into ``dst`` and keeps every band's finite minimum and maximum.
+
+    Args:
+        dst: the open scratch dataset.
+    """
+
+    def __init__(self, dst: Any) -> None:
+        self.dst = dst
+        self.height, self.width = int(dst.height), int(dst.width)
+        self.low = np.full(int(dst.count), np.nan, np.float64)
+        self.high = np.full(int(dst.count), np.nan, np.float64)
+
+    def write(self, pixels: FloatArray, window: Any = None) -> None:
+        """Write ``(K, n, W)`` rows and widen the bands' ranges (NaN ignored)."""
+        self.dst.write(pixels, window=window)
+        flat = pixels.reshape(pixels.shape[0], -1)
+        self.low = np.fmin(self.low, np.fmin.reduce(flat, axis=1))
+        self.high = np.fmax(self.high, np.fmax.reduce(flat, axis=1))
+
+
+def int8_scaling(low: Float64Array, high: Float64Array) -> tuple[Float64Array, Float64Array]:
+    """Per-band ``(scales, offsets)`` mapping each band's range onto -127..127.
+
+    A band without data, or of one value, gets scale 1 (its values are then the offset).
+    """
+    known = np.isfinite(low) & np.isfinite(high)
+    offsets = np.where(known, (low + high) / 2, 0.0)
+    spread = np.where(known, high - low, 0.0)
+    scales = np.where(spread > 0, spread / 254, 1.0)
+    return scales.astype(np.float64), offsets.astype(np.float64)
+
+
+def quantize(values: FloatArray, scales: Float64Array, offsets: Float64Array) -> Any:
+    """``(K, ...)`` floats to int8 steps (NaN to :data:`INT8_NODATA`)."""
+    shape = (-1,) + (1,) * (values.ndim - 1)
+    steps = np.rint((values - offsets.reshape(shape)) / scales.reshape(shape))
+    return np.nan_to_num(np.clip(steps, -127, 127), nan=INT8_NODATA).astype(np.int8)
+
+
+def _quantize_file(scratch: Path, out: Path, sink: RangeSink, profile: dict[str, Any]) -> None:
+    """Copy the float32 scratch ``scratch`` into an int8 GeoTIFF ``out``, by windows."""
+    import rasterio
+    from rasterio.windows import Window
+
+    scales, offsets = int8_scaling(sink.low, sink.high)
+    with (
+        rasterio.open(scratch) as src,
+        rasterio.open(out, "w", **{**profile, "dtype": "int8", "nodata": INT8_NODATA}) as dst,
+    ):
+        dst.descriptions = src.descriptions
+        dst.update_tags(**src.tags())
+        dst.scales, dst.offsets = tuple(scales), tuple(offsets)
+        for top in range(0, src.height, QUANTIZE_ROWS):
+            window = Window(0, top, src.width, min(QUANTIZE_ROWS, src.height - top))
+            dst.write(quantize(src.read(window=window), scales, offsets), window=window)
 
 
 def write_cog(
@@ -117,6 +193,7 @@ def write_cog(
     tags: dict[str, str],
     fill: Callable[[Any], TileStats],
     block: int | None = None,
+    dtype: str = "float16",
 ) -> TileStats:
     """Write an embedding COG whose level grid ``fill`` writes, by windows, into a sink.
 
@@ -128,6 +205,8 @@ def write_cog(
         tags: dataset tags (:func:`provenance`).
         fill: writes every level pixel into the open scratch dataset it is given.
         block: COG block side in level pixels, a multiple of 16 (default: :func:`cog_block`).
+        dtype: the stored values: ``float16``, or ``int8`` with a per-band scale and offset
+            (``fill`` should then give unrounded float32 values).
 
     Returns:
         What ``fill`` returned.
@@ -137,6 +216,7 @@ def write_cog(
 
     block = block or cog_block(grid)
     scratch = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.scratch.tif"
+    scratch8 = scratch.with_suffix(".int8.tif")
     profile = {
         "driver": "GTiff",
         "height": grid.level_height,
@@ -151,23 +231,28 @@ def write_cog(
         "blockysize": block,
         "BIGTIFF": "IF_SAFER",
     }
+    stored = {"NBITS": 16} if dtype == "float16" else {}
     with atomic_path(path) as tmp:
         try:
             with rasterio.open(scratch, "w", **profile) as dst:
                 dst.descriptions = tuple(names)
-                dst.update_tags(**tags)
-                stats = fill(dst)
+                dst.update_tags(**tags, eosfm_dtype=dtype)
+                sink = RangeSink(dst)
+                stats = fill(sink)
+            if dtype == "int8":
+                _quantize_file(scratch, scratch8, sink, profile)
             copy(
-                scratch,
+                scratch8 if dtype == "int8" else scratch,
                 tmp,
                 driver="COG",
                 BLOCKSIZE=block,
                 COMPRESS="DEFLATE",
                 PREDICTOR="YES",
-                NBITS=16,
                 OVERVIEW_RESAMPLING="AVERAGE",
                 BIGTIFF="IF_SAFER",
+                **stored,
             )
         finally:
             scratch.unlink(missing_ok=True)
+            scratch8.unlink(missing_ok=True)
     return stats

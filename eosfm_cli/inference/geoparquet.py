@@ -183,7 +183,9 @@ class PatchTable:
         self.writer.close()
 
 
-def write_patch_table(path: Any, table_args: dict[str, Any], fill: Any) -> tuple[Any, int]:
+def write_patch_table(
+    path: Any, table_args: dict[str, Any], fill: Any, wrap: Any = None
+) -> tuple[Any, int]:
     """Write a GeoParquet patch table whose level grid ``fill`` writes into a sink.
 
     Args:
@@ -191,6 +193,7 @@ def write_patch_table(path: Any, table_args: dict[str, Any], fill: Any) -> tuple
         table_args: :class:`PatchTable`'s arguments other than ``path``.
         fill: writes every level pixel into the :class:`PatchTable` it is given; its result
             is returned.
+        wrap: turns the table into the sink ``fill`` gets (e.g. one that also keeps a copy).
 
     Returns:
         What ``fill`` returned, and the number of rows written.
@@ -200,7 +203,7 @@ def write_patch_table(path: Any, table_args: dict[str, Any], fill: Any) -> tuple
     with atomic_path(path) as tmp:
         table = PatchTable(tmp, **table_args)
         try:
-            result = fill(table)
+            result = fill(wrap(table) if wrap is not None else table)
         except BaseException:
             table.abort()
             raise

@@ -9,8 +9,11 @@ seeded sample of the scene, or loaded with ``basis`` (:mod:`eosfm_cli.inference.
 band per dimension on the level's grid (:mod:`eosfm_cli.inference.embedding_files`); or with
 ``fmt="parquet"`` a GeoParquet table, one row per patch (:mod:`eosfm_cli.inference.geoparquet`).
 With a PCA, ``<name>.pca.safetensors`` (the basis, unless ``basis`` was given) and
-``<name>.png`` (the scene beside components 1-3) are written beside it. Every file is written
-under a temporary name and renamed when whole.
+``<name>.png`` (the scene beside components 1-3) are written beside it. ``dtype="int8"`` stores
+the COG as int8 with a per-band scale and offset. ``similar_to`` (``X,Y`` in the scene's CRS, or
+``px:ROW,COL``) adds ``<name>.similarity.tif`` and ``.png``: every level pixel's cosine
+similarity to that location's embedding (:mod:`eosfm_cli.inference.similarity`). Every file is
+written under a temporary name and renamed when whole.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from eosfm_cli.downstream import ensemble_file, ensemble_options
 from eosfm_cli.errors import ProfileError
 from eosfm_cli.head_runs import select_device
 from eosfm_cli.inference.embedding_files import (
+    COG_DTYPES,
     blended_half,
     blended_values,
     cog_bytes,
@@ -44,9 +48,19 @@ from eosfm_cli.inference.outputs import tile_progress
 from eosfm_cli.inference.pca import check_basis, fit_pca, load_basis, parse_reduce, save_basis
 from eosfm_cli.inference.raster import open_source, scene_bands
 from eosfm_cli.inference.reading import raster_env
+from eosfm_cli.inference.similarity import (
+    LevelCopy,
+    query_point,
+    similarity_paths,
+    write_similarity,
+)
 from eosfm_cli.inference.tiling import TILE_MULTIPLE, TileGrid
 from eosfm_cli.io import check_space, fingerprint_file, sha256_file
-from eosfm_cli.viz.embedding_preview import ComponentLook, write_embedding_preview
+from eosfm_cli.viz.embedding_preview import (
+    ComponentLook,
+    write_embedding_preview,
+    write_similarity_preview,
+)
 from eosfm_cli.viz.previews import Quicklook
 
 #: Output suffixes of each format.
@@ -63,6 +77,8 @@ def embed(
     reduce: str = "none",
     basis: Path | None = None,
     fmt: str = "cog",
+    dtype: str = "float16",
+    similar_to: str | None = None,
     patch: int | None = None,
     output: Path | None = None,
     tile: int = 256,
@@ -82,6 +98,9 @@ def embed(
         reduce: ``none`` or ``pca:D``.
         basis: a PCA basis saved by an earlier run (with ``reduce="pca:D"``).
         fmt: ``cog`` or ``parquet``.
+        dtype: the COG's values: ``float16``, or ``int8`` with a per-band scale and offset.
+        similar_to: also map the cosine similarity to this location's embedding: ``X,Y`` (map
+            coordinates in the scene's CRS) or ``px:ROW,COL`` (a scene pixel).
         patch: parquet patch side in level pixels (default: the largest up to 8 dividing the
             level grid).
         output: the output file, or a folder for the default name.
@@ -94,9 +113,10 @@ def embed(
         The output path, or ``None`` for a dry run.
 
     Raises:
-        ProfileError: for bad options, a level the pyramid lacks or a patch that does not
-            divide the level grid.
-        DataError: when the scene is missing or its bands are not named.
+        ProfileError: for bad options, a level the pyramid lacks, a patch that does not
+            divide the level grid or a ``similar_to`` outside the scene.
+        DataError: when the scene is missing, its bands are not named, or it has no data at
+            ``similar_to``.
         BandError: when no specialist can run on the scene's bands.
         ArtifactError: for a missing ensemble or a basis fitted elsewhere.
     """
@@ -104,7 +124,7 @@ def embed(
 
     scene = Path(scene)
     dims = parse_reduce(reduce)
-    _check_options(fmt, tile, batch_size, basis, dims)
+    _check_options(fmt, dtype, tile, batch_size, basis, dims)
     ens = ensemble_file(ctx, ensemble)
     bands = scene_bands(scene, input_bands)
     source = open_source(scene, bands, input_bands)
@@ -118,6 +138,8 @@ def embed(
     count = dims or len(names)
     patch = check_patch(hl, wl, patch) if fmt == "parquet" else None
     out_path = _output(ctx, scene, level, fmt, output)
+    query = query_point(similar_to, source, grid) if similar_to else None
+    sim_tif, sim_png = similarity_paths(out_path)
     if source.profile.get("crs") is None:
         info(f"note: {scene.name} has no CRS; the embeddings keep its pixel grid, without one")
     info(
@@ -127,11 +149,13 @@ def embed(
     )
     if ctx.dry_run:
         per_patch = count * 4 + 96  # the vector, its polygon and centre
-        size = cog_bytes(grid, count) if patch is None else hl * wl * per_patch // patch**2
+        size = cog_bytes(grid, count, dtype) if patch is None else hl * wl * per_patch // patch**2
         writes = [f"{out_path} (about {size / 1e6:.1f} MB uncompressed)"]
         if dims:
             writes += [str(out_path.with_suffix(".png"))]
             writes += [] if basis else [str(out_path.with_suffix(".pca.safetensors"))]
+        if query is not None:
+            writes += [f"{sim_tif} (level pixel {query.row},{query.col})", str(sim_png)]
         print_dry_run(ctx, "embed", [str(scene), str(ens)], [*writes, "manifest.json"])
         return None
 
@@ -164,7 +188,7 @@ def embed(
                 fn,
                 source,
                 sink,
-                blended_half if fmt == "cog" else blended_values,
+                blended_half if fmt == "cog" and dtype == "float16" else blended_values,
                 len(names),
                 grid,
                 batch_size=batch_size,
@@ -173,22 +197,31 @@ def embed(
                 on_tiles=advance,
             )
 
-        rows = None
-        with raster_env(), tile_progress(grid.tiles.n_tiles) as advance:
-            if fmt == "cog":
-                check_space(out_path, 3 * cog_bytes(grid, len(names)))
-                stats = write_cog(out_path, source, grid, names, tags, fill)
-            else:
-                table_args = {
-                    "height": hl,
-                    "width": wl,
-                    "patch": patch,
-                    "transform": level_transform(source, grid.reduction),
-                    "crs": source.profile.get("crs"),
-                    "provenance": tags,
-                }
-                stats, rows = write_patch_table(out_path, table_args, fill)
-        outputs = [out_path]
+        rows, crs = None, source.profile.get("crs")
+        transform = level_transform(source, grid.reduction)
+        copy = LevelCopy(out_path, grid, len(names), crs, transform)
+        try:
+            with raster_env(), tile_progress(grid.tiles.n_tiles) as advance:
+                if fmt == "cog":
+                    check_space(out_path, 3 * cog_bytes(grid, len(names), dtype))
+                    stats = write_cog(out_path, source, grid, names, tags, fill, dtype=dtype)
+                else:
+                    table_args: dict[str, Any] = {"height": hl, "width": wl, "patch": patch}
+                    table_args.update(transform=transform, crs=crs, provenance=tags)
+                    tee = copy.wrap if query is not None else None
+                    stats, rows = write_patch_table(out_path, table_args, fill, tee)
+                    copy.close()
+            outputs = [out_path]
+            if query is not None:
+                level_file = out_path if fmt == "cog" else copy.path
+                sims = write_similarity(level_file, query, sim_tif, tags)
+                label = f"{query.text} (level pixel {query.row},{query.col})"
+                point = (query.row, query.col)
+                write_similarity_preview(sim_png, look, sims, point, grid.reduction, label)
+                outputs += [sim_tif, sim_png]
+                info(f"similarity to {label}: {ctx.workspace.relative(sim_tif)}")
+        finally:
+            copy.remove()
         if pca is not None:
             write_embedding_preview(preview, look, comps)
             outputs += [preview] + ([basis_path] if basis is None and basis_path else [])
@@ -201,6 +234,8 @@ def embed(
             level=level,
             reduce=reduce,
             format=fmt,
+            dtype=dtype if fmt == "cog" else None,
+            similar_to=similar_to,
             dimensions=len(names),
             grid=[hl, wl],
             patch=patch,
@@ -218,10 +253,18 @@ def embed(
 
 
 def _check_options(
-    fmt: str, tile: int, batch_size: int, basis: Path | None, dims: int | None
+    fmt: str, dtype: str, tile: int, batch_size: int, basis: Path | None, dims: int | None
 ) -> None:
     if fmt not in SUFFIXES:
         raise ProfileError(f"unknown format {fmt!r}", where="`fmt=`", hint="use cog or parquet")
+    if dtype not in COG_DTYPES:
+        raise ProfileError(f"unknown dtype {dtype!r}", "`dtype=`", "use float16 or int8")
+    if dtype != "float16" and fmt != "cog":
+        raise ProfileError(
+            f"dtype {dtype} is the COG's; GeoParquet vectors are float32",
+            where="`dtype=`",
+            hint="drop --dtype, or use --format cog",
+        )
     if tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
         raise ProfileError(
             f"tile must be a positive multiple of {TILE_MULTIPLE} (got {tile})", where="`tile=`"
