@@ -233,7 +233,9 @@ def print_dry_run(ctx: StageContext, stage: str, reads: list[str], writes: list[
     from eosfm_cli.hardware import describe_auto
 
     t, e = ctx.profile.trainer, ctx.profile.ensemble
-    auto = describe_auto(t.accelerator, t.precision, t.compile, e.precision, e.compile)
+    auto = describe_auto(
+        t.accelerator, t.precision, t.compile, e.precision, e.compile, t.channels_last
+    )
     if auto:
         console.print("[bold]auto settings here[/bold]")
         for line in auto:

@@ -189,6 +189,28 @@ def resolve_compile(value: bool | str, steps: int, precision: str = "32-true") -
     return Resolved(False, f"{steps} steps, fewer than the {need} that pay for compiling")
 
 
+def resolve_channels_last(value: bool | str, precision: str, accelerator: str) -> Resolved:
+    """Whether specialist training keeps its weights and batches channels-last (NHWC).
+
+    oneDNN and cuDNN run the depthwise 7x7 convolutions of ConvNeXt-like backbones, forward
+    and backward, much faster on channels-last tensors. On the CPU that holds for fp32; the
+    CPU's bf16 channels-last kernels measured slower than bf16 on contiguous tensors (see
+    ``docs/performance.md``, "Where training time goes"), so ``auto`` keeps those contiguous.
+
+    Args:
+        value: ``true``, ``false`` or ``auto`` (``trainer.channels_last``).
+        precision: the resolved Lightning precision.
+        accelerator: the trainer's accelerator setting.
+    """
+    if value != "auto":
+        return Resolved(bool(value), "set in the profile")
+    if device_kind(accelerator) == "cuda":
+        return Resolved(True, "CUDA convolutions are fastest channels-last")
+    if precision.startswith("bf16"):
+        return Resolved(False, "the CPU's bf16 kernels run contiguous tensors faster")
+    return Resolved(True, "the CPU's fp32 depthwise convolutions run faster channels-last")
+
+
 def resolve_ensemble_compile(value: bool | str, samples: int | None) -> Resolved:
     """Whether to compile the frozen ensemble for a job of ``samples`` inputs.
 
@@ -212,12 +234,17 @@ def describe_auto(
     trainer_compile: bool | str,
     ensemble_precision: str,
     ensemble_compile: bool | str,
+    trainer_channels_last: bool | str = "auto",
 ) -> list[str]:
     """One line per ``auto`` setting: what it resolves to here, and why (for ``--dry-run``)."""
     lines = []
     if trainer_precision == "auto":
         r = resolve_precision("auto", accelerator)
         lines.append(f"trainer.precision: auto -> {r.value} ({r.why})")
+    if trainer_channels_last == "auto":
+        p = str(resolve_precision(trainer_precision, accelerator).value)
+        r = resolve_channels_last("auto", p, accelerator)
+        lines.append(f"trainer.channels_last: auto -> {r.value} ({r.why})")
     if trainer_compile == "auto":
         steps = ", ".join(f"{n} with {k}" for k, n in COMPILE_MIN_STEPS.items())
         lines.append(f"trainer.compile: auto -> compiled from {steps} optimiser steps, else eager")

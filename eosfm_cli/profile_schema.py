@@ -176,8 +176,9 @@ class TrainerConfig(_Strict):
 
     ``precision`` is any Lightning precision, or ``auto`` (bf16 mixed precision where the
     device runs bf16 natively, else ``32-true``); ``compile`` is ``true``, ``false`` or ``auto``
-    (compile runs with enough optimiser steps to pay for it). :mod:`eosfm_cli.hardware` says
-    what ``auto`` becomes.
+    (compile runs with enough optimiser steps to pay for it); ``channels_last`` is ``true``,
+    ``false`` or ``auto`` (weights and batches in NHWC where that runs faster).
+    :mod:`eosfm_cli.hardware` says what ``auto`` becomes.
     """
 
     max_epochs: int = Field(10, gt=0)
@@ -191,6 +192,7 @@ class TrainerConfig(_Strict):
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.05, ge=0)
     compile: bool | Literal["auto"] = "auto"
+    channels_last: bool | Literal["auto"] = "auto"
     limit_train_batches: float | int | None = None
     log_every_n_steps: int = Field(10, gt=0)
     ema_decay: float | None = Field(None, gt=0, lt=1)

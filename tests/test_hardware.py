@@ -15,6 +15,7 @@ from eosfm_cli.cli import app
 from eosfm_cli.hardware import (
     COMPILE_MIN_STEPS,
     ENSEMBLE_COMPILE_MIN_SAMPLES,
+    resolve_channels_last,
     resolve_compile,
     resolve_ensemble_compile,
     resolve_ensemble_precision,
@@ -110,6 +111,37 @@ def test_dry_run_says_what_auto_became(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "trainer.precision: auto -> 32-true (the CPU has none of" in res.output
     assert "ensemble.precision: auto -> fp32" in res.output
     assert f"{COMPILE_MIN_STEPS['fp32']} with fp32" in res.output
+    assert "trainer.channels_last: auto -> True" in res.output
+
+
+def test_auto_channels_last_follows_the_precision() -> None:
+    assert resolve_channels_last("auto", "32-true", "cpu").value is True
+    assert resolve_channels_last("auto", "bf16-mixed", "cpu").value is False
+    assert resolve_channels_last(False, "32-true", "cpu") == hardware.Resolved(
+        False, "set in the profile"
+    )
+
+
+def test_channels_last_training_matches_contiguous(tmp_path: Path) -> None:
+    """NHWC changes strides only: the same seed trains to the same weights."""
+    weights = {}
+    for nhwc in (True, False):
+        root = tmp_path / str(nhwc)
+        root.mkdir()
+        _, res = run_training(
+            root,
+            "synthetic_s2",
+            SYNTHETIC,
+            ["trainer.precision=32-true", "trainer.compile=false", f"trainer.channels_last={nhwc}"],
+        )
+        assert res is not None
+        folder = root / "ws" / "specialists" / "synthetic_s2"
+        check_specialist(folder, "classification")
+        ckpt = torch.load(folder / "best.ckpt", map_location="cpu", weights_only=True)
+        weights[nhwc] = ckpt["state_dict"]
+    assert weights[True].keys() == weights[False].keys()
+    for key, value in weights[True].items():
+        torch.testing.assert_close(value, weights[False][key], rtol=1e-3, atol=1e-4)
 
 
 def _failing_backend(gm: Any, example_inputs: Any) -> Any:

@@ -18,9 +18,12 @@ def make_trainer(tcfg: Any, callbacks: list[Any], quiet: bool, **extra: Any) -> 
     """
     import lightning.pytorch as pl
 
-    from eosfm_cli.hardware import resolve_precision
+    from eosfm_cli.hardware import resolve_channels_last, resolve_precision
 
     precision: Any = resolve_precision(tcfg.precision, tcfg.accelerator).value
+    nhwc = resolve_channels_last(tcfg.channels_last, str(precision), tcfg.accelerator)
+    if nhwc.value:
+        callbacks = [*callbacks, channels_last_callback()]
     return pl.Trainer(
         max_epochs=tcfg.max_epochs,
         accelerator=tcfg.accelerator,
@@ -35,6 +38,47 @@ def make_trainer(tcfg: Any, callbacks: list[Any], quiet: bool, **extra: Any) -> 
         num_sanity_val_steps=0,
         **extra,
     )
+
+
+def channels_last_callback() -> Any:
+    """A callback that trains in channels-last (NHWC) memory format.
+
+    The task's weights go channels-last when fitting starts and back to contiguous when it
+    ends, so saved weights and later stages see ordinary tensors; every 4-D ``image`` (and
+    change-detection ``image1``/``image2``) of a training or validation batch is made
+    channels-last before the step. The values are unchanged: only the strides differ.
+    """
+    import lightning.pytorch as pl
+    import torch
+
+    def convert(batch: Any) -> None:
+        if isinstance(batch, dict):
+            for key in ("image", "image1", "image2"):
+                x = batch.get(key)
+                if isinstance(x, torch.Tensor) and x.dim() == 4:
+                    batch[key] = x.contiguous(memory_format=torch.channels_last)
+
+    class ChannelsLast(pl.Callback):
+        def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+            pl_module.to(memory_format=torch.channels_last)
+
+        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+            pl_module.to(memory_format=torch.contiguous_format)
+
+        def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+            pl_module.to(memory_format=torch.contiguous_format)
+
+        def on_train_batch_start(
+            self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+        ) -> None:
+            convert(batch)
+
+        def on_validation_batch_start(
+            self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        ) -> None:
+            convert(batch)
+
+    return ChannelsLast()
 
 
 def crash_points_callback() -> Any:
