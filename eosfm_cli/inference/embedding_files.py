@@ -57,9 +57,14 @@ Float64Array = npt.NDArray[np.float64]
 def blended_values(
     sums: FloatArray, weights: FloatArray, valid: BoolArray
 ) -> tuple[FloatArray, FloatArray]:
-    """Finished rows as values ``(K, n, W)`` (NaN without data) and their first 3 channels."""
+    """Finished rows as values ``(K, n, W)`` (NaN without data) and their first 3 channels.
+
+    ``sums`` is the strip's copy of the finished rows, so it is divided in place: a full-width
+    temporary of all channels would grow peak memory with the scene's width.
+    """
     ok = valid & (weights > 0)
-    values: FloatArray = (sums / np.where(ok, weights, 1.0)[None]).astype(np.float32)
+    values: FloatArray = sums if sums.dtype == np.float32 else sums.astype(np.float32)
+    values /= np.where(ok, weights, 1.0)[None]
     values[:, ~ok] = np.nan
     return values, values[:3]
 
@@ -73,8 +78,8 @@ def blended_half(
     float32 scratch values to 16 bits is exact.
     """
     values, first = blended_values(sums, weights, valid)
-    half: FloatArray = values.astype(np.float16).astype(np.float32)
-    return half, first
+    values[...] = values.astype(np.float16)  # in place: only a half-size temporary
+    return values, first
 
 
 def level_transform(source: RasterSource, reduction: int) -> Any:
