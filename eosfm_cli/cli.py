@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from eosfm_cli import __version__, cli_pipeline, cli_tools
+from eosfm_cli import __version__, cli_deploy, cli_pipeline, cli_tools
 from eosfm_cli.cli_common import PANEL_PIPELINE, PANEL_TOOLS, QuietOpt, VerboseOpt, set_verbosity
 from eosfm_cli.console import console
 
@@ -44,6 +44,7 @@ PIPELINE: dict[str, Callable[..., Any]] = {
     "select-encoders": cli_pipeline.select_encoders,
     "evaluate": cli_pipeline.evaluate,
     "predict": cli_pipeline.predict,
+    "export-model": cli_deploy.export_model,
     "embed": cli_pipeline.embed,
     "emissions-report": cli_pipeline.emissions_report,
 }

@@ -71,6 +71,22 @@ class EmbedDtype(str, Enum):
     int8 = "int8"
 
 
+class ModelFormat(str, Enum):
+    """What ``export-model`` writes: ONNX, or a ``torch.export`` archive."""
+
+    onnx = "onnx"
+    pt2 = "pt2"
+
+
+class RuntimeChoice(str, Enum):
+    """Where ``predict`` runs the model (``auto``: see ``eosfm_cli.inference.runtimes``)."""
+
+    auto = "auto"
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
 class GenerateKind(str, Enum):
     """What ``datasets generate`` can write."""
 
