@@ -21,6 +21,7 @@ from eosfm_cli.cli_common import (
     QuietOpt,
     ReportFormat,
     RootOpt,
+    RuntimeChoice,
     SetOpt,
     VerboseOpt,
     WaitOpt,
@@ -240,6 +241,13 @@ def predict(
             "descriptions do not name them: bands are never read by position."
         ),
     ] = None,
+    runtime: Annotated[
+        RuntimeChoice,
+        typer.Option(
+            help="torch, onnxruntime or openvino (pip extras), or auto: the fastest installed "
+            "on a CPU, torch on a GPU."
+        ),
+    ] = RuntimeChoice.torch,
     profile: ProfileOpt = DEFAULT_PROFILE,
     workspace: WorkspaceOpt = None,
     root: RootOpt = None,
@@ -264,6 +272,7 @@ def predict(
         probabilities=probabilities,
         ensemble=ensemble,
         input_bands=[b.strip() for b in input_bands.split(",")] if input_bands else None,
+        runtime=runtime.value,
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from eosfm_cli.console import Verbosity, console
 from eosfm_cli.inference.boxes import Boxes, detect_tiles
-from eosfm_cli.inference.dense import OutputSpec, output_profile, run_tiles
+from eosfm_cli.inference.dense import OutputSpec, TileFn, output_profile, run_tiles
 from eosfm_cli.inference.heads import head_tile_fn
 from eosfm_cli.inference.raster import RasterSource
 from eosfm_cli.inference.reading import raster_env
@@ -90,6 +90,7 @@ def write_map(
     preview_path: Path,
     tiles: TilePass,
     classes: Sequence[str],
+    tile_fn: TileFn | None = None,
 ) -> TileStats:
     """Predict the raster with a dense or pooled head into a GeoTIFF map and its preview.
 
@@ -101,6 +102,8 @@ def write_map(
         preview_path: the PNG: the input's quicklook beside the colour-coded prediction.
         tiles: the tiles, and how they are run.
         classes: class names (band descriptions, a tag and the colormap of a class map).
+        tile_fn: the per-tile function (default: ``model`` in PyTorch on ``tiles.device``;
+            an exported graph on another runtime gives its own).
 
     Returns:
         Tile counts and the time taken.
@@ -116,7 +119,7 @@ def write_map(
             if spec.kind == "classes" and spec.dtype == "uint8" and classes:
                 dst.write_colormap(1, geotiff_colormap(len(classes)))
             stats = run_tiles(
-                head_tile_fn(model, tiles.device),
+                tile_fn or head_tile_fn(model, tiles.device),
                 source,
                 dst,
                 spec,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eosfm_cli.console import info
 from eosfm_cli.context import StageContext, print_dry_run
@@ -34,6 +35,9 @@ from eosfm_cli.inference.raster import open_source
 from eosfm_cli.inference.tiling import TILE_MULTIPLE, TileGrid
 from eosfm_cli.inference.vectors import DRIVERS
 from eosfm_cli.io import fingerprint_file
+
+if TYPE_CHECKING:
+    from eosfm_cli.inference.runtimes import Runtime
 
 #: Every head task predict applies.
 TASKS = (*DENSE, *POOLED, "detection")
@@ -51,6 +55,7 @@ def predict(
     probabilities: bool = False,
     ensemble: Path | None = None,
     input_bands: Sequence[str] | None = None,
+    runtime: str = "torch",
 ) -> Path | None:
     """Run the `predict` stage: apply a head run to a GeoTIFF of any size.
 
@@ -68,13 +73,18 @@ def predict(
         ensemble: the ensemble file (default: the one recorded in the head run).
         input_bands: the raster's band names in file order, when its band descriptions do
             not name them (bands are never read by position).
+        runtime: ``torch``, ``onnxruntime`` or ``openvino`` (the head's ONNX export, written
+            once to ``cache/exports/``), or ``auto`` (:func:`~eosfm_cli.inference.runtimes.
+            resolve_runtime`: the fastest installed on a CPU, torch on a GPU or for a head
+            that does not export).
 
     Returns:
         The output path, or ``None`` for a dry run.
 
     Raises:
-        ProfileError: for a bad tile size, overlap or batch size.
-        ArtifactError: when the head run is missing or is a change-detection head.
+        ProfileError: for a bad tile size, overlap, batch size or runtime.
+        ArtifactError: when the head run is missing or is a change-detection head, or the
+            runtime's extra is missing.
         WorkspaceError: when the workspace has no head run.
         DataError: when the raster is missing, unreadable or has other bands than the head.
     """
@@ -110,10 +120,19 @@ def predict(
         model, meta = load_generalist(folder, ensemble)
         device = select_device(ctx)
         model.to(device)
+        engine = _runtime(runtime, device.type, task)
+        tile_fn = None
+        if engine != "torch":
+            from eosfm_cli.head_exports import cached_head_export
+            from eosfm_cli.inference.runtimes import head_graph_tile_fn, load_graph
+
+            graph = cached_head_export(ctx, folder, ensemble, tile)
+            tile_fn = head_graph_tile_fn(load_graph(graph, engine))
         grid = TileGrid(source.height, source.width, tile, overlap)
         info(
             f"predict {raster.name} ({source.width}x{source.height}, {len(bands)} bands) with "
-            f"head {folder.name} ({task}): {grid.n_tiles} tiles of {tile} px, overlap {overlap}"
+            f"head {folder.name} ({task}): {grid.n_tiles} tiles of {tile} px, overlap {overlap}, "
+            f"on {engine}"
         )
         tiles = TilePass(grid, batch_size, device)
         if task == "detection":
@@ -122,7 +141,7 @@ def predict(
             record.extra["detections"] = len(found)
         else:
             spec = head_output(task, classes, probabilities)
-            stats = write_map(model, source, spec, out_path, preview_path, tiles, classes)
+            stats = write_map(model, source, spec, out_path, preview_path, tiles, classes, tile_fn)
             kind = spec.kind
         head_file = folder / "head.safetensors"
         record.inputs = {
@@ -137,6 +156,7 @@ def predict(
         record.extra.update(
             head=folder.name,
             task=task,
+            runtime=engine,
             output=kind,
             tile=tile,
             overlap=overlap,
@@ -173,6 +193,22 @@ def _dry_run(ctx: StageContext, raster: Path, run: str | None, output: Path | No
         [str(raster), f"{run_s}/head.json", f"{run_s}/head.safetensors", "the head's ensemble"],
         [out_s, str(Path(out_s).with_suffix(".png")), "manifest.json"],
     )
+
+
+def _runtime(runtime: str, device_type: str, task: str) -> Runtime:
+    """The runtime predict uses: ``auto`` keeps PyTorch for heads that do not export."""
+    from eosfm_cli.inference.runtimes import resolve_runtime
+
+    if runtime == "auto" and task == "detection":
+        return "torch"
+    engine = resolve_runtime(runtime, device_type)
+    if engine != "torch" and task == "detection":
+        raise ProfileError(
+            f"a detection head runs in PyTorch only, not {engine}",
+            where="--runtime",
+            hint="use --runtime torch (or auto)",
+        )
+    return engine
 
 
 def _check_options(tile: int, overlap: int, batch_size: int) -> None:
