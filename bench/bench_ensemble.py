@@ -164,6 +164,11 @@ def _flops_per_batch(naive: NaiveEnsemble, x: torch.Tensor) -> float:
     return counter.get_total_flops() * x.shape[0] / small.shape[0]
 
 
+def ceiling_samples_per_s(matmul_gflops: float, flops_per_sample: float) -> float:
+    """The samples/s a matmul rate would allow if every FLOP of a sample ran at it."""
+    return matmul_gflops * 1e9 / flops_per_sample
+
+
 def _graphs() -> int:
     """Graphs dynamo has compiled in this process so far."""
     from torch._dynamo.utils import counters
@@ -301,7 +306,10 @@ def _measure() -> dict[str, dict[str, Any]]:
     mm_fp32 = matmul_gflops()
     mm_bf16 = matmul_gflops(dtype=torch.bfloat16)
     # The samples/s this run's matmul rates would allow if every FLOP ran at them.
-    ceiling_sps = {"fp32": mm_fp32 * 1e9 / per_sample, "bf16": mm_bf16 * 1e9 / per_sample}
+    ceiling_sps = {
+        "fp32": ceiling_samples_per_s(mm_fp32, per_sample),
+        "bf16": ceiling_samples_per_s(mm_bf16, per_sample),
+    }
     fraction = {name: sps[name] / ceiling_sps[name] for name in ("fp32", "bf16")}
     # The most any path could gain over the naive loop at those rates.
     ceiling_ratio = {name: ceiling_sps[name] / sps["naive"] for name in ("fp32", "bf16")}
