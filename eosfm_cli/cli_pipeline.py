@@ -155,6 +155,18 @@ def distill(
     name: Annotated[
         str | None, typer.Option(help="Student name (default: <ensemble>-student).")
     ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data",
+            help="Experiment or folder of GeoTIFFs to distil on (repeat to mix; "
+            "default: --dataset).",
+        ),
+    ] = None,
+    input_bands: Annotated[
+        str | None,
+        typer.Option(help="Student bands, e.g. B02,B03,B04,B08 (default: the ensemble's)."),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from last.ckpt.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Distil a finished student again.")] = False,
     profile: ProfileOpt = DEFAULT_PROFILE,
@@ -170,7 +182,16 @@ def distill(
     from eosfm_cli.stages.distill import distill as stage
 
     ctx = stage_context(profile, set_, workspace, root, dry_run, wait, dataset)
-    stage(ctx, ensemble=ensemble, student=student, name=name, resume=resume, overwrite=overwrite)
+    stage(
+        ctx,
+        ensemble=ensemble,
+        student=student,
+        name=name,
+        data=data,
+        input_bands=input_bands.split(",") if input_bands else None,
+        resume=resume,
+        overwrite=overwrite,
+    )
 
 
 @handle_errors

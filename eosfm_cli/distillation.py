@@ -14,6 +14,7 @@ from eosfm_cli.distributed import end_distributed, is_rank_zero
 
 if TYPE_CHECKING:
     from eosfm_cli.context import StageContext
+    from eosfm_cli.distill_data import ImageSource
 
 
 @dataclass
@@ -36,9 +37,8 @@ def run_distillation(
     teacher_path: Path,
     backbone: str,
     name: str,
-    dataset: str,
-    datasets: dict[str, Any],
-    root: Path,
+    bands: list[str],
+    sources: list[ImageSource],
     folder: Path,
     output: Path,
     resume: bool,
@@ -50,9 +50,8 @@ def run_distillation(
         teacher_path: the ensemble file.
         backbone: the student's timm model name.
         name: the student's name.
-        dataset: the experiment the images come from.
-        datasets: its ``train``/``val`` (and ``test``) splits.
-        root: the experiment's folder.
+        bands: the student's (and the teacher's) input bands.
+        sources: where the images come from (their splits are mixed).
         folder: ``students/<name>/``.
         output: the student's ensemble file.
         resume: continue from ``folder/last.ckpt``.
@@ -68,6 +67,7 @@ def run_distillation(
 
     from eosfm_cli.data.loaders import make_loader
     from eosfm_cli.data.statistics import band_statistics
+    from eosfm_cli.distill_data import mixed_splits
     from eosfm_cli.downstream import ensemble_options
     from eosfm_cli.io import atomic_write_json, sha256_file
     from eosfm_cli.models.checkpoints import load_checkpoint_file
@@ -78,26 +78,24 @@ def run_distillation(
     from eosfm_cli.training.specialist_fit import fit_specialist
     from eosfm_cli.workspace import package_versions
 
-    cfg = ctx.profile.dataset
-    assert cfg is not None  # the stage checked it
-    bands = list(cfg.bands)
     tcfg = ctx.profile.trainer
-    samples = len(datasets["train"]) * tcfg.max_epochs + len(datasets["val"])
+    images = mixed_splits(sources, bands)
+    samples = len(images["train"]) * tcfg.max_epochs + len(images["val"])
     # The target is the concatenated pyramid: a conv1x1 fusion would be untrained weights.
     options = {**ensemble_options(ctx, samples), "fusion": "concat"}
     teacher = EosFM.from_file(teacher_path, bands, freeze=True, **options)
+    teacher_sha = sha256_file(teacher_path)
+    data_key = {
+        "sources": [[s.name, str(s.root.resolve())] for s in sources],
+        "split_seed": ctx.profile.data.split_seed,
+        "patch_size": ctx.profile.dataset.patch_size if ctx.profile.dataset else None,
+        "options": ctx.profile.dataset.options if ctx.profile.dataset else {},
+    }
     mean, std = band_statistics(
-        datasets["train"],
-        bands,
-        ctx.workspace.path("cache", "stats"),
-        {
-            "dataset": dataset,
-            "root": str(root.resolve()),
-            "split_seed": ctx.profile.data.split_seed,
-            "patch_size": cfg.patch_size,
-            "options": cfg.options,
-        },
-        write=is_rank_zero(),
+        images["train"], bands, ctx.workspace.path("cache", "stats"), data_key, write=is_rank_zero()
+    )
+    datasets = teacher_inputs(
+        ctx, teacher, images, {**data_key, "bands": bands}, teacher_sha, options
     )
     pl.seed_everything(ctx.profile.seed, workers=True, verbose=False)
     task = DistillTask(
@@ -123,9 +121,8 @@ def run_distillation(
     cosines: list[list[float]] = []
     with torch.no_grad():
         for batch in make_loader(datasets["val"], tcfg.batch_size, 0, False, ctx.profile.seed):
-            cosines.append(task.feature_cosine(batch["image"].float()))
+            cosines.append(task.feature_cosine(batch["image"].float(), batch.get("features")))
     val_cosine = [round(float(sum(c) / len(c)), 4) for c in zip(*cosines, strict=True)]
-    teacher_sha = sha256_file(teacher_path)
     losses = [round(v, 5) for v in task.epoch_losses]
     spec = SpecialistSpec(
         name=name,
@@ -133,7 +130,7 @@ def run_distillation(
         bands=bands,
         mean=mean,
         std=std,
-        dataset=dataset,
+        dataset="+".join(s.name for s in sources),
         task="distillation",
         metrics={f"val/feature_cosine_{i}": c for i, c in enumerate(val_cosine)},
         versions=package_versions(),
@@ -148,7 +145,11 @@ def run_distillation(
         teacher_specialists=list(teacher.active_names),
         teacher_channels=list(teacher.out_channels),
         student_channels=list(task.student_channels),
-        data={"dataset": dataset, "root": str(root), "train": len(datasets["train"])},
+        data={
+            "sources": [{"name": s.name, "root": str(s.root)} for s in sources],
+            "train": len(datasets["train"]),
+            "val": len(datasets["val"]),
+        },
         epoch_losses=losses,
         val_feature_cosine=val_cosine,
         epochs=fit.trainer.current_epoch,
@@ -157,3 +158,43 @@ def run_distillation(
     )
     atomic_write_json(folder / "student.json", record)
     return Distilled(record, losses, val_cosine)
+
+
+def teacher_inputs(
+    ctx: StageContext,
+    teacher: Any,
+    images: dict[str, Any],
+    key: dict[str, Any],
+    sha256: str,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """The splits with the teacher's features cached beside the images, when within budget.
+
+    Args:
+        ctx: the resolved profile and workspace.
+        teacher: the frozen ensemble.
+        images: ``{split: images}``.
+        key: what identifies the images (sources, split seed, bands).
+        sha256: the teacher file's sha256.
+        options: the teacher's ensemble options (those that change its features count).
+
+    Returns:
+        ``{split: dataset}``: images with ``features`` from the cache, or images alone (the
+        teacher then runs on every batch); one line says which and why.
+    """
+    from eosfm_cli.console import info
+    from eosfm_cli.distill_data import IndexedImages, WithTeacherFeatures
+    from eosfm_cli.head_features import FEATURE_OPTIONS, cache_datasets
+
+    full_key = {
+        **key,
+        "ensemble_sha256": sha256,
+        "purpose": "distill",
+        "options": {k: v for k, v in options.items() if k in FEATURE_OPTIONS},
+    }
+    indexed = {s: IndexedImages(ds) for s, ds in images.items()}
+    cached, reason = cache_datasets(ctx, teacher, indexed, full_key)
+    info(reason.replace("features", "teacher features", 1))
+    if all(cached[s] is indexed[s] for s in images):
+        return images
+    return {s: WithTeacherFeatures(images[s], cached[s]) for s in images}

@@ -64,14 +64,32 @@ def prepare_features(
     Returns:
         ``({split: dataset}, the reason line)``.
     """
-    from rich.progress import Progress
-
-    from eosfm_cli.features import FeatureCache
-
     if not use_cache:
         return datasets, "features stream: specialists are trained (--no-freeze)"
     if model.cfg.task == "detection":
         return datasets, "features stream: a detection head runs on whole images"
+    return cache_datasets(ctx, model, datasets, key)
+
+
+def cache_datasets(
+    ctx: StageContext, model: Any, datasets: dict[str, Any], key: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """Each split's frozen features from the cache (built if absent), when within budget.
+
+    Args:
+        ctx: the resolved profile and workspace (``cache.enabled``, ``cache.max_gb``).
+        model: anything with the frozen ``specialist_features(x)`` of a raw batch.
+        datasets: ``{split: dataset}`` of samples with an ``image`` and a ``label``/``mask``.
+        key: the cache key parts of every split (the split name is added per split).
+
+    Returns:
+        ``({split: cached features}, the reason line)``, or the raw datasets and why they
+        stream.
+    """
+    from rich.progress import Progress
+
+    from eosfm_cli.features import FeatureCache
+
     if not ctx.profile.cache.enabled:
         return datasets, "features stream: cache.enabled is false"
     caches = {

@@ -159,3 +159,89 @@ def test_dry_run_and_missing_teacher(tmp_path: Path) -> None:
     assert res.exit_code == 2, res.output
     assert "ensemble file not found" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "students").exists()
+
+
+def _geotiffs(folder: Path, bands: list[str], n: int = 2, size: int = 80) -> Path:
+    """``n`` GeoTIFFs whose band descriptions name ``bands``."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        data = rng.integers(500, 3000, (len(bands), size, size)).astype("uint16")
+        with rasterio.open(
+            folder / f"scene{i}.tif",
+            "w",
+            driver="GTiff",
+            width=size,
+            height=size,
+            count=len(bands),
+            dtype="uint16",
+            crs="EPSG:32631",
+            transform=from_origin(500000, 4500000, 10, 10),
+        ) as dst:
+            dst.write(data)
+            dst.descriptions = tuple(bands)
+    return folder
+
+
+def test_cached_and_streamed_teacher_features_give_the_same_first_epoch(
+    teacher: Path, tmp_path: Path
+) -> None:
+    one = "trainer.max_epochs=1"
+    cached = distill(_ctx(tmp_path / "a", one), ensemble=teacher, name="cached")
+    streamed = distill(
+        _ctx(tmp_path / "b", one, "cache.enabled=false"), ensemble=teacher, name="streamed"
+    )
+    assert cached is not None and streamed is not None
+    # The cache holds fp16 features; the loss moves by their rounding only.
+    assert cached.epoch_losses[0] == pytest.approx(streamed.epoch_losses[0], rel=1e-3)
+    assert cached.val_cosine == pytest.approx(streamed.val_cosine, abs=1e-3)
+    entries = list((tmp_path / "a" / "cache" / "features").glob("*/meta.json"))
+    assert len(entries) == 2  # train and val
+    assert not (tmp_path / "b" / "cache" / "features").exists()
+    again = distill(_ctx(tmp_path / "a", one), ensemble=teacher, name="cached", overwrite=True)
+    assert again is not None
+    assert again.epoch_losses == cached.epoch_losses  # the entries were reused, not rebuilt
+    assert sorted((tmp_path / "a" / "cache" / "features").glob("*/meta.json")) == sorted(entries)
+
+
+def test_two_sources_are_mixed_on_the_bands_they_share(teacher: Path, tmp_path: Path) -> None:
+    folder = _geotiffs(tmp_path / "tifs", ["B08", "B04", "B03", "B02"])
+    res = distill(
+        _ctx(tmp_path / "ws", "trainer.max_epochs=1"),
+        ensemble=teacher,
+        name="mixed",
+        data=["synthetic_s2", str(folder)],
+    )
+    assert res is not None
+    (spec,) = read_metadata(res.output)
+    assert spec.bands == ["B02", "B03", "B04", "B08"]  # the first source's order
+    sources = res.record["data"]["sources"]
+    assert [s["name"] for s in sources] == ["synthetic_s2", str(folder)]
+    # 8 windows of 64 px in two 80 px scenes, one held out; plus the synthetic train split
+    synthetic_train = res.record["data"]["train"] - 7
+    assert synthetic_train > 0
+    enc = EosFM.from_file(res.output, ["B02", "B03", "B04", "B08"]).eval()
+    with torch.no_grad():
+        assert len(enc(torch.full((1, 4, 32, 32), 1500.0))) == 4
+
+
+def test_source_errors_are_one_line(teacher: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    common = ["--workspace", str(tmp_path / "ws"), "--ensemble", str(teacher)]
+    common += ["--root", str(SYNTHETIC)]
+    sar = _geotiffs(tmp_path / "sar", ["VV", "VH"], n=1)
+    res = runner.invoke(app, ["distill", *common, "--data", str(sar)])
+    assert res.exit_code == 2, res.output
+    assert "no overlap between the ensemble's bands and the data's bands" in res.output
+    big = _geotiffs(tmp_path / "big", ["B02", "B03", "B04"], n=1)
+    res = runner.invoke(app, ["distill", *common, "--data", str(big), "--data", "synthetic_s2"])
+    assert res.exit_code == 2, res.output
+    assert "smaller than the first source's 64 px" in res.output
+    res = runner.invoke(app, ["distill", *common, "--data", "./missing/tifs"])
+    assert res.exit_code == 2 and "folder of GeoTIFFs not found" in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "ws" / "students").exists()

@@ -54,16 +54,22 @@ def distill(
     ensemble: Path | None = None,
     student: str | None = None,
     name: str | None = None,
+    data: list[str] | None = None,
+    input_bands: list[str] | None = None,
     resume: bool = False,
     overwrite: bool = False,
 ) -> DistillResult | None:
     """Run the `distill` stage.
 
     Args:
-        ctx: the resolved profile (its ``dataset`` section names the images to distil on).
+        ctx: the resolved profile (its ``dataset`` section names the images to distil on when
+            ``data`` is not given).
         ensemble: the teacher file (default: the workspace's ensemble).
         student: the student's timm backbone (default: ``model.backbone``).
         name: the student's name (default: ``<ensemble name>-student``).
+        data: experiments or GeoTIFF folders whose images are mixed (default: the profile's
+            dataset).
+        input_bands: the student's bands (default: the ensemble's bands every source holds).
         resume: continue from ``students/<name>/last.ckpt``.
         overwrite: replace a finished student of the same name.
 
@@ -71,23 +77,27 @@ def distill(
         The result, or ``None`` for a dry run (and on a DDP rank other than 0).
     """
     cfg = ctx.profile.dataset
-    if cfg is None:
+    if not data and cfg is None:
         raise ProfileError(
             "no images to distil on",
             where=f"{ctx.source}: dataset",
-            hint="pass --dataset NAME (any experiment; its labels are not used)",
+            hint="pass --data NAME|FOLDER or --dataset NAME (labels are not used)",
         )
+    sources_named = list(data) if data else [cfg.name] if cfg else []
     name = artifact_name(name or f"{ctx.profile.ensemble.name}-student", "--name")
     backbone = student or ctx.profile.model.backbone
     folder = ctx.workspace.path("students", name)
     output = ctx.workspace.ensemble_path(name)
     if ctx.dry_run:
         ens_s = str(ensemble or f"ensembles/{ctx.profile.ensemble.name}.safetensors")
-        root = dataset_root(ctx, cfg.name)
+        reads = [
+            f"{dataset_root(ctx, s) if not Path(s).is_dir() else s} ({s}, images only)"
+            for s in sources_named
+        ]
         print_dry_run(
             ctx,
             "distill",
-            [ens_s, f"{root} ({cfg.name}, images only)"],
+            [ens_s, *reads],
             [
                 *(f"students/{name}/{f}" for f in STUDENT_FILES),
                 f"ensembles/{name}.safetensors",
@@ -97,18 +107,16 @@ def distill(
         return None
     _refuse_to_clobber(folder, name, resume, overwrite)
     teacher_path = ensemble_file(ctx, ensemble)
-    from eosfm_cli.data.splits import build_splits
+    from eosfm_cli.bands import expand_bands
+    from eosfm_cli.distill_data import open_sources, student_bands
+    from eosfm_cli.models.native_file import read_metadata
     from eosfm_cli.tasks.specialist import check_backbone
 
     check_backbone(backbone, "--student")
-    _, datasets, root = build_splits(ctx.profile, ctx.source)
-    for split in ("train", "val"):
-        if len(datasets[split]) == 0:
-            raise ProfileError(
-                f"the {split} split of {cfg.name} is empty",
-                where=f"{root}",
-                hint="distil on an experiment whose train and val splits hold images",
-            )
+    sources = open_sources(ctx, sources_named)
+    teacher_bands = [b for spec in read_metadata(teacher_path) for b in spec.bands]
+    requested = expand_bands(input_bands) if input_bands else None
+    bands = student_bands(sources, teacher_bands, requested)
     from eosfm_cli.distillation import run_distillation
 
     with ctx.workspace.stage_run(
@@ -119,7 +127,7 @@ def distill(
                 with contextlib.suppress(FileNotFoundError):
                     (folder / stale).unlink()
         out = run_distillation(
-            ctx, teacher_path, backbone, name, cfg.name, datasets, root, folder, output, resume
+            ctx, teacher_path, backbone, name, bands, sources, folder, output, resume
         )
         if out is None:
             return None
@@ -128,12 +136,13 @@ def distill(
             *(f"students/{name}/{f}" for f in STUDENT_FILES),
             f"ensembles/{name}.safetensors",
         ]
-        run.extra.update(student=name, dataset=cfg.name, val_cosine=out.val_cosine)
+        run.extra.update(student=name, data=sources_named, val_cosine=out.val_cosine)
     result = DistillResult(name, output, out.epoch_losses, out.val_cosine, out.record)
     losses = " → ".join(f"{v:.3f}" for v in (result.epoch_losses[:1] + result.epoch_losses[-1:]))
     info(
-        f"student [bold]{name}[/bold] ({backbone}): training loss {losses}; held-out feature "
-        f"cosine per level {', '.join(f'{c:.3f}' for c in result.val_cosine)}"
+        f"student [bold]{name}[/bold] ({backbone}, {len(bands)} bands): training loss "
+        f"{losses}; held-out feature cosine per level "
+        f"{', '.join(f'{c:.3f}' for c in result.val_cosine)}"
     )
     info(f"[green]wrote[/green] {ctx.workspace.relative(output)} and students/{name}/")
     return result

@@ -10,7 +10,8 @@ fraction of the student's input bands by their training mean (zero after normali
 student stays usable on band subsets, as the ensemble is. The teacher always sees every band.
 
 The teacher is held outside the module's parameters and state dict: checkpoints hold the
-student and its projections only.
+student and its projections only. A batch may carry the teacher's per-specialist pyramids
+(``features``, from the feature cache); the teacher then only fuses them.
 """
 
 from __future__ import annotations
@@ -94,9 +95,9 @@ class DistillTask(pl.LightningModule):
         self._epoch_n = 0
 
     @property
-    def teacher(self) -> nn.Module:
-        """The frozen teacher."""
-        return self.__dict__["teacher"]  # type: ignore[no-any-return]
+    def teacher(self) -> Any:
+        """The frozen teacher (an :class:`~eosfm_cli.models.EosFM` when features are cached)."""
+        return self.__dict__["teacher"]
 
     def on_fit_start(self) -> None:
         """Put the teacher on the student's device."""
@@ -111,9 +112,16 @@ class DistillTask(pl.LightningModule):
         return [p(f) for p, f in zip(self.projections, self.student_features(x), strict=True)]
 
     @torch.no_grad()
-    def targets(self, x: Tensor) -> list[Tensor]:
-        """The teacher's pyramid of a raw batch, standardised per channel."""
-        feats = [f.float() for f in self.teacher(x)]
+    def targets(self, x: Tensor, cached: list[list[Tensor]] | None = None) -> list[Tensor]:
+        """The teacher's pyramid of a raw batch, standardised per channel.
+
+        Args:
+            x: the raw batch (every band: the teacher never sees band dropout).
+            cached: the teacher's per-specialist pyramids of ``x`` from the feature cache;
+                only fused here (``None``: the teacher runs on ``x``).
+        """
+        fused = self.teacher(x) if cached is None else self.teacher.fuse(cached)
+        feats = [f.float() for f in fused]
         if not self.hparams["normalize_targets"]:
             return feats
         if self.training and int(self.stat_batches) < STAT_BATCHES:
@@ -159,9 +167,9 @@ class DistillTask(pl.LightningModule):
             out.append(cw * (1 - cos) + lw * F.smooth_l1_loss(p, t))
         return out
 
-    def feature_cosine(self, x: Tensor) -> list[float]:
+    def feature_cosine(self, x: Tensor, cached: list[list[Tensor]] | None = None) -> list[float]:
         """Mean per-pixel cosine between the student's projection and the teacher, per level."""
-        target, pred = self.targets(x), self(x)
+        target, pred = self.targets(x, cached), self(x)
         return [
             float(F.cosine_similarity(p.float(), t, dim=1).mean())
             for p, t in zip(pred, target, strict=True)
@@ -170,7 +178,7 @@ class DistillTask(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """One step on a batch of raw images."""
         x = batch["image"].float()
-        target = self.targets(x)
+        target = self.targets(x, batch.get("features"))
         losses = self.level_losses(self(self.drop_bands(x)), target)
         loss = torch.stack(losses).mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
@@ -181,7 +189,8 @@ class DistillTask(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Validation loss (no band dropout)."""
         x = batch["image"].float()
-        loss = torch.stack(self.level_losses(self(x), self.targets(x))).mean()
+        target = self.targets(x, batch.get("features"))
+        loss = torch.stack(self.level_losses(self(x), target)).mean()
         self.log("val/loss", loss, prog_bar=True, batch_size=x.shape[0])
 
     def on_train_epoch_end(self) -> None:
