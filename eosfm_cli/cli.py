@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from eosfm_cli import __version__, cli_deploy, cli_pipeline, cli_tools
+from eosfm_cli import __version__, cli_benchmark, cli_deploy, cli_pipeline, cli_tools
 from eosfm_cli.cli_common import PANEL_PIPELINE, PANEL_TOOLS, QuietOpt, VerboseOpt, set_verbosity
 from eosfm_cli.console import console
 
@@ -46,6 +46,7 @@ PIPELINE: dict[str, Callable[..., Any]] = {
     "predict": cli_pipeline.predict,
     "export-model": cli_deploy.export_model,
     "embed": cli_pipeline.embed,
+    "benchmark": cli_benchmark.benchmark,
     "emissions-report": cli_pipeline.emissions_report,
 }
 for _name, _command in PIPELINE.items():

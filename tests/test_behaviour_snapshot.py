@@ -43,6 +43,7 @@ PINNED = [
     "trainer.batch_size=4",
     "trainer.precision=32-true",
     "trainer.compile=false",
+    "trainer.channels_last=false",
     "ensemble.precision=fp32",
     "ensemble.compile=false",
     "trainer.num_workers=0",

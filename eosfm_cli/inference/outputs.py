@@ -9,12 +9,12 @@ so no second pass over the files is needed.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eosfm_cli.console import Verbosity, console
+from eosfm_cli.console import count_progress
 from eosfm_cli.inference.boxes import Boxes, detect_tiles
 from eosfm_cli.inference.dense import OutputSpec, TileFn, output_profile, run_tiles
 from eosfm_cli.inference.heads import head_tile_fn
@@ -50,36 +50,13 @@ class TilePass:
     device: torch.device
 
 
-@contextlib.contextmanager
-def tile_progress(total: int) -> Iterator[Callable[[int], None]]:
+def tile_progress(total: int) -> contextlib.AbstractContextManager[Callable[[int], None]]:
     """A transient progress bar over ``total`` tiles (silent with ``--quiet``).
 
-    Yields:
-        A callback that advances the bar by a number of tiles.
+    Returns:
+        A context yielding a callback that advances the bar by a number of tiles.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=Verbosity.quiet,
-    )
-    with progress:
-        bar = progress.add_task("tiles", total=total)
-        yield lambda n: progress.advance(bar, n)
-        progress.update(bar, completed=total)
+    return count_progress("tiles", total)
 
 
 def write_map(
