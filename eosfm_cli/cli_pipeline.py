@@ -333,6 +333,10 @@ def embed(
     tile: Annotated[int, typer.Option(help="Tile size in pixels (multiple of 32).")] = 256,
     overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended.")] = 32,
     batch_size: Annotated[int, typer.Option(help="Tiles per batch.")] = 8,
+    runtime: Annotated[
+        RuntimeChoice,
+        typer.Option(help="torch, or onnxruntime / openvino / auto on an ONNX export (cached)."),
+    ] = RuntimeChoice.torch,
     profile: ProfileOpt = DEFAULT_PROFILE,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
@@ -361,6 +365,7 @@ def embed(
         tile=tile,
         overlap=overlap,
         batch_size=batch_size,
+        runtime=runtime.value,
     )
 
 

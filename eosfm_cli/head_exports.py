@@ -12,7 +12,7 @@ written once and reused while the sources are unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -166,3 +166,68 @@ def cached_head_export(ctx: StageContext, folder: Path, ensemble: Path | None, t
         info(f"exporting head {folder.name} to ONNX for this runtime (once, reused later)")
         export_head(folder, "onnx", path, ensemble=ens, tile=tile)
     return path
+
+
+def cached_features_export(
+    ctx: StageContext,
+    ensemble: Path,
+    input_bands: Sequence[str],
+    tile: int,
+    ensemble_options: dict[str, Any],
+) -> Path:
+    """The ONNX export of an ensemble's fused pyramid for these bands, written on first use.
+
+    Named by a digest of the ensemble's sha256, the bands, the tile and the options that
+    change the features, so ``embed --runtime`` exports once per ensemble and band plan.
+    """
+    from eosfm_cli.head_features import FEATURE_OPTIONS
+
+    # precision and compile are PyTorch's: the exported graph is fp32 and compiled elsewhere
+    opts = {k: v for k, v in ensemble_options.items() if k not in ("precision", "compile")}
+    key = json_digest(
+        {
+            "ensemble": sha256_file(ensemble),
+            "bands": list(input_bands),
+            "tile": tile,
+            "options": {k: v for k, v in opts.items() if k in FEATURE_OPTIONS},
+        },
+        16,
+    )
+    path = ctx.workspace.path("cache", "exports", f"{ensemble.stem}-features-{key}.onnx")
+    if not path.is_file():
+        info(f"exporting {ensemble.name}'s features to ONNX for this runtime (once, reused later)")
+        export_features(ensemble, input_bands, "onnx", path, tile=tile, ensemble_options=opts)
+    return path
+
+
+def embed_level_fn(
+    ctx: StageContext,
+    runtime: str,
+    model: Any,
+    ensemble: Path,
+    tile: int,
+    ensemble_options: dict[str, Any],
+    level: int,
+    device: Any,
+) -> Callable[[Any], Any]:
+    """``embed``'s per-batch features of one level, on PyTorch or on an exported graph.
+
+    Args:
+        ctx: the resolved profile and workspace (the export's cache).
+        runtime: ``torch``, ``onnxruntime``, ``openvino`` or ``auto``.
+        model: the frozen :class:`~eosfm_cli.models.ensemble.EosFM`.
+        ensemble: its file.
+        tile: the tile side the export is traced at.
+        ensemble_options: the options the model was built with.
+        level: the pyramid level.
+        device: the PyTorch device (``auto`` keeps PyTorch off the CPU).
+    """
+    from eosfm_cli.inference.embeddings import embed_fn
+    from eosfm_cli.inference.runtimes import features_graph_tile_fn, load_graph, resolve_runtime
+
+    engine = resolve_runtime(runtime, device.type)
+    if engine == "torch":
+        return embed_fn(model, level, device)
+    bands = list(model.input_bands)
+    graph = cached_features_export(ctx, ensemble, bands, tile, ensemble_options)
+    return features_graph_tile_fn(load_graph(graph, engine), level)

@@ -415,3 +415,30 @@ def test_dry_run_writes_nothing(ensemble: Path, scene: Path, tmp_path: Path) -> 
     assert code == 0, output
     assert "scene-L0.tif (about" in output and "scene-L0.pca.safetensors" in output
     assert not (tmp_path / "embeddings").exists()
+
+
+@pytest.mark.slow  # the ONNX export of the ensemble takes about a minute here
+def test_onnxruntime_embeddings_match_torch(ensemble: Path, tmp_path: Path) -> None:
+    """``--runtime onnxruntime`` runs a cached features export; its COG equals PyTorch's."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    scene = write_scene(tmp_path / "s.tif", (192, 192))
+    ws = tmp_path / "ws"
+    outs = {}
+    for runtime in ("torch", "onnxruntime"):
+        outs[runtime] = embed(
+            ctx(ws),
+            scene,
+            ensemble=ensemble,
+            tile=96,
+            overlap=0,
+            batch_size=2,
+            runtime=runtime,
+            output=tmp_path / f"{runtime}.tif",
+        )
+    exports = list((ws / "cache" / "exports").glob("*-features-*.onnx"))
+    assert len(exports) == 1
+    with rasterio.open(outs["torch"]) as a, rasterio.open(outs["onnxruntime"]) as b:
+        want, got = a.read().astype(np.float32), b.read().astype(np.float32)
+    # both rounded to half floats: equal within one half-float step of the values
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3)

@@ -90,8 +90,18 @@ def embed_fn(
     """The ensemble's level-``level`` features of a batch (projected onto ``basis`` if given)."""
 
     def run(batch: torch.Tensor) -> FloatArray:
-        feats = model(batch.to(device))[level].float().cpu().numpy()
-        return basis.project(feats) if basis is not None else feats
+        return model(batch.to(device))[level].float().cpu().numpy()
+
+    return projected(run, basis)
+
+
+def projected(fn: EmbedFn, basis: PcaBasis | None) -> EmbedFn:
+    """``fn``'s features projected onto ``basis`` (``fn`` itself without one)."""
+    if basis is None:
+        return fn
+
+    def run(batch: torch.Tensor) -> FloatArray:
+        return basis.project(fn(batch))
 
     return run
 

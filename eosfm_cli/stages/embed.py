@@ -26,6 +26,7 @@ from eosfm_cli.console import info
 from eosfm_cli.context import StageContext, print_dry_run
 from eosfm_cli.downstream import ensemble_file, ensemble_options
 from eosfm_cli.errors import ProfileError
+from eosfm_cli.head_exports import embed_level_fn
 from eosfm_cli.head_runs import select_device
 from eosfm_cli.inference.embedding_files import (
     COG_DTYPES,
@@ -37,9 +38,9 @@ from eosfm_cli.inference.embedding_files import (
     write_cog,
 )
 from eosfm_cli.inference.embeddings import (
-    embed_fn,
     level_channel_names,
     level_grid,
+    projected,
     run_level_tiles,
     sample_vectors,
 )
@@ -85,6 +86,7 @@ def embed(
     overlap: int = 32,
     batch_size: int = 8,
     seed: int = 0,
+    runtime: str = "torch",
 ) -> Path | None:
     """Run the `embed` stage: write a scene's embeddings at one pyramid level.
 
@@ -108,6 +110,7 @@ def embed(
         overlap: input pixels shared by neighbouring tiles, blended.
         batch_size: tiles per forward pass.
         seed: seed of the PCA's sample.
+        runtime: ``torch``, or ``onnxruntime``/``openvino``/``auto`` on an ONNX export.
 
     Returns:
         The output path, or ``None`` for a dry run.
@@ -167,13 +170,14 @@ def embed(
         device = select_device(ctx)
         model.to(device)
         pca, basis_path = None, basis
+        raw = embed_level_fn(ctx, runtime, model, ens, tile, opts, level, device)
         if dims:
             meta: dict[str, object] = {"ensemble_sha256": sha, "level": level, "channels": names}
             if basis is not None:
                 pca = load_basis(basis)
                 check_basis(pca, basis, sha, level, names, dims)
             else:
-                sample = sample_vectors(embed_fn(model, level, device), source, grid, seed=seed)
+                sample = sample_vectors(raw, source, grid, seed=seed)
                 pca = fit_pca(sample, dims, {**meta, "samples": len(sample), "seed": seed})
                 basis_path = save_basis(out_path.with_suffix(".pca.safetensors"), pca)
             names = [f"pca:{i + 1}" for i in range(pca.dims)]
@@ -181,7 +185,7 @@ def embed(
         tags = provenance(model, ens, sha, level, reduce, basis_path)
         look = Quicklook.create(source.height, source.width, bands)
         comps = ComponentLook.create(hl, wl)
-        fn = embed_fn(model, level, device, pca)
+        fn = projected(raw, pca)
 
         def fill(sink: Any) -> Any:
             return run_level_tiles(
