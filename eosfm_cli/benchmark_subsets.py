@@ -3,8 +3,10 @@
 Every model of a benchmark trains on the same subset for a given fraction and seed. A sample's
 stratum is its class (classification), its most frequent labelled class (segmentation), whether
 it changes (change detection), its first positive label (multi-label) or its quintile of the
-mean target (regression). Each stratum keeps ``round(fraction * size)`` samples, half up; a
-fraction that would leave a class of the split with no sample is refused.
+mean target (regression). Each stratum keeps ``round(fraction * size)`` samples, half up. A
+fraction that would leave a class of the split with no sample is refused; for dense tasks
+(segmentation, change detection) a class counts as kept while some kept sample has a pixel of
+it, so a small stratum may go when its classes live on in other samples.
 """
 
 from __future__ import annotations
@@ -44,12 +46,22 @@ def strata(task: str, targets: Sequence[Any], ignore_index: int | None) -> list[
     return out
 
 
+def present_classes(targets: Sequence[Any], ignore_index: int | None) -> list[set[int]]:
+    """The labelled classes each dense target holds (for :func:`label_subset`'s check)."""
+    out = []
+    for t in targets:
+        values = np.unique(np.asarray(t))
+        out.append({int(v) for v in values if ignore_index is None or v != ignore_index})
+    return out
+
+
 def label_subset(
     labels: Sequence[int],
     fraction: float,
     seed: int,
     classes: Sequence[str] = (),
     where: str = "--fractions",
+    present: Sequence[set[int]] | None = None,
 ) -> list[int]:
     """The sorted indices of a seeded, stratified ``fraction`` of the samples.
 
@@ -59,6 +71,8 @@ def label_subset(
         seed: the draw's seed.
         classes: class names, to name an emptied class in the error.
         where: what to name in the error.
+        present: for dense tasks, the classes each sample holds: the check is then that
+            every class of the split keeps a pixel, not that every stratum keeps a sample.
 
     Raises:
         ProfileError: for a fraction outside (0, 1] or one that leaves a class empty.
@@ -75,7 +89,7 @@ def label_subset(
     for value in np.unique(arr):
         members = np.flatnonzero(arr == value)
         n = math.floor(fraction * len(members) + 0.5)
-        if n == 0:
+        if n == 0 and present is None:
             name = classes[value] if 0 <= value < len(classes) else str(value)
             smallest = 1 / len(members)
             raise ProfileError(
@@ -85,4 +99,15 @@ def label_subset(
                 hint=f"use fractions of at least {smallest:.3g}",
             )
         keep.extend(rng.choice(members, n, replace=False).tolist())
+    if present is not None:
+        lost = set().union(*present) - set().union(*(present[i] for i in keep))
+        if lost:
+            value = min(lost)
+            name = classes[value] if 0 <= value < len(classes) else str(value)
+            raise ProfileError(
+                f"label fraction {fraction:g} leaves class {name!r} with no labelled pixel in "
+                "the training subset",
+                where=where,
+                hint="use a larger fraction",
+            )
     return sorted(keep)

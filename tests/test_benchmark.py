@@ -109,6 +109,13 @@ def test_label_subsets_are_stratified_seeded_and_checked() -> None:
     # segmentation strata: the most frequent labelled class, the ignored value left out
     masks = [np.array([[1, 1], [0, 255]]), np.array([[255, 255], [255, 2]])]
     assert strata("segmentation", masks, 255) == [1, 2]
+    # dense tasks: a stratum may go while its classes keep pixels in other samples
+    dense = [0] * 10 + [1] * 2
+    present = [{0, 1}] * 10 + [{1}] * 2
+    sub = label_subset(dense, 0.1, seed=0, present=present)
+    assert len(sub) == 1 and sub[0] < 10
+    with pytest.raises(ProfileError, match="no labelled pixel"):
+        label_subset(dense, 0.1, seed=0, classes=["a", "b", "c"], present=[*present[:-1], {2}])
 
 
 # --- the stage on synthetic data ----------------------------------------------------------

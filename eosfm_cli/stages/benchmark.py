@@ -48,7 +48,7 @@ from eosfm_cli.benchmark_plan import (
 )
 from eosfm_cli.benchmark_report import benchmark_results, write_outputs
 from eosfm_cli.benchmark_runs import RunOutcome, head_run, scratch_run, train_targets
-from eosfm_cli.benchmark_subsets import label_subset, strata
+from eosfm_cli.benchmark_subsets import label_subset, present_classes, strata
 from eosfm_cli.console import count_progress, hushed, info
 from eosfm_cli.context import StageContext, print_dry_run
 from eosfm_cli.downstream import ensemble_file
@@ -123,12 +123,14 @@ def benchmark(
         for s in seed_list
     ]
     for t in loaded:
-        labels = strata(t.spec.task, train_targets(t.datasets["train"]), t.spec.ignore_index)
+        targets = train_targets(t.datasets["train"])
+        labels = strata(t.spec.task, targets, t.spec.ignore_index)
+        dense = t.spec.task in ("segmentation", "change_detection")
+        present = present_classes(targets, t.spec.ignore_index) if dense else None
         for f in fractions:
             for s in seed_list:
-                t.subsets[(f, s)] = label_subset(
-                    labels, f, s, t.spec.classes, where=f"--fractions ({t.label})"
-                )
+                where = f"--fractions ({t.label})"
+                t.subsets[(f, s)] = label_subset(labels, f, s, t.spec.classes, where, present)
     if ctx.dry_run:
         print_dry_run(
             ctx,
