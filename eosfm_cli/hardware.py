@@ -192,10 +192,11 @@ def resolve_compile(value: bool | str, steps: int, precision: str = "32-true") -
 def resolve_channels_last(value: bool | str, precision: str, accelerator: str) -> Resolved:
     """Whether specialist training keeps its weights and batches channels-last (NHWC).
 
-    oneDNN and cuDNN run the depthwise 7x7 convolutions of ConvNeXt-like backbones, forward
-    and backward, much faster on channels-last tensors. On the CPU that holds for fp32; the
-    CPU's bf16 channels-last kernels measured slower than bf16 on contiguous tensors (see
-    ``docs/performance.md``, "Where training time goes"), so ``auto`` keeps those contiguous.
+    cuDNN runs convolutions fastest on channels-last tensors, so ``auto`` uses them on CUDA.
+    On the CPU, ``auto`` stays contiguous: a single fp32 training step ran faster
+    channels-last, but the Lightning training benchmark measured it slower, and bf16
+    channels-last was slower in both. ``true`` turns it on (see ``docs/performance.md``,
+    "Where training time goes").
 
     Args:
         value: ``true``, ``false`` or ``auto`` (``trainer.channels_last``).
@@ -206,9 +207,8 @@ def resolve_channels_last(value: bool | str, precision: str, accelerator: str) -
         return Resolved(bool(value), "set in the profile")
     if device_kind(accelerator) == "cuda":
         return Resolved(True, "CUDA convolutions are fastest channels-last")
-    if precision.startswith("bf16"):
-        return Resolved(False, "the CPU's bf16 kernels run contiguous tensors faster")
-    return Resolved(True, "the CPU's fp32 depthwise convolutions run faster channels-last")
+    kind = "bf16" if precision.startswith("bf16") else "fp32"
+    return Resolved(False, f"channels-last {kind} training was not measured faster on the CPU")
 
 
 def resolve_ensemble_compile(value: bool | str, samples: int | None) -> Resolved:

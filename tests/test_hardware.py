@@ -111,11 +111,12 @@ def test_dry_run_says_what_auto_became(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "trainer.precision: auto -> 32-true (the CPU has none of" in res.output
     assert "ensemble.precision: auto -> fp32" in res.output
     assert f"{COMPILE_MIN_STEPS['fp32']} with fp32" in res.output
-    assert "trainer.channels_last: auto -> True" in res.output
+    assert "trainer.channels_last: auto -> False" in res.output
 
 
 def test_auto_channels_last_follows_the_precision() -> None:
-    assert resolve_channels_last("auto", "32-true", "cpu").value is True
+    assert resolve_channels_last("auto", "32-true", "cpu").value is False
+    assert resolve_channels_last(True, "32-true", "cpu").value is True
     assert resolve_channels_last("auto", "bf16-mixed", "cpu").value is False
     assert resolve_channels_last(False, "32-true", "cpu") == hardware.Resolved(
         False, "set in the profile"
