@@ -291,7 +291,6 @@ def _measure(scratch: Path) -> dict[str, dict[str, Any]]:
         + profile
         + "the ceiling counts every FLOP at the rate of one large matmul, while at this tile "
         "size the late stages are small GEMMs and the layout reorders and elementwise layers "
-        "(normalisation, GELU, GRN) are memory-bound; "
-        + setting,
+        "(normalisation, GELU, GRN) are memory-bound; " + setting,
     }
     return figures
