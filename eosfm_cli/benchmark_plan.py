@@ -9,18 +9,18 @@ seed and learning rate. :func:`run_key` digests every input that changes a run's
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eosfm_cli.benchmark_runs import file_digest
 from eosfm_cli.benchmark_stats import SCORES
 from eosfm_cli.context import StageContext
 from eosfm_cli.downstream import downstream_spec, downstream_splits, ensemble_file
 from eosfm_cli.errors import ProfileError
-from eosfm_cli.io import json_digest, sha256_file
+from eosfm_cli.io import json_digest
 
 #: The baselines ``--baselines`` may name.
 BASELINES = ("singles", "scratch", "selected")
@@ -212,7 +212,7 @@ def run_key(ctx: StageContext, task: Task, run: Run, specs: Sequence[Any], epoch
     else:
         assert run.model.file is not None
         parts.update(
-            file=_file_digest(run.model.file),
+            file=file_digest(run.model.file),
             epochs=p.trainer.max_epochs,
             head=p.model.head,
             hidden_dim=p.model.hidden_dim,
@@ -222,12 +222,6 @@ def run_key(ctx: StageContext, task: Task, run: Run, specs: Sequence[Any], epoch
             ensemble=p.ensemble.model_dump(),
         )
     return json_digest(parts, 24)
-
-
-@functools.cache
-def _file_digest(path: Path) -> str:
-    """The sha256 of a model file, read once per process."""
-    return sha256_file(path)
 
 
 def print_plan(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from eosfm_cli.benchmark_plan import SINGLE, Model, Run, Task
-from eosfm_cli.benchmark_runs import RunOutcome
+from eosfm_cli.benchmark_runs import RunOutcome, file_digest
 from eosfm_cli.benchmark_stats import (
     bootstrap,
     paired_difference,
@@ -23,7 +23,7 @@ from eosfm_cli.benchmark_stats import (
     score_name,
     verdict,
 )
-from eosfm_cli.io import atomic_write_json, atomic_write_text, sha256_file
+from eosfm_cli.io import atomic_write_json, atomic_write_text
 
 #: The models the differences are taken against, when present.
 REFERENCES = ("best single", "scratch")
@@ -184,7 +184,7 @@ def benchmark_results(
     out: dict[str, Any] = {
         "name": bench_name,
         "ensemble": str(ens),
-        "ensemble_sha256": sha256_file(ens),
+        "ensemble_sha256": file_digest(ens),
         "seeds": seeds,
         "fractions": list(fractions),
         "draws": draws,

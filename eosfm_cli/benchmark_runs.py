@@ -15,6 +15,7 @@ per-sample statistics of its test split (:mod:`eosfm_cli.benchmark_stats`):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import time
 from collections.abc import Sequence
@@ -68,6 +69,19 @@ class RunOutcome:
         return cls(
             float(data["val"]), np.asarray(data["rows"]), float(data["seconds"]), data["note"]
         )
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a model file, read once while the file is unchanged (every run needs it)."""
+    st = path.stat()
+    return _digest(path.resolve(), st.st_mtime_ns, st.st_size)
+
+
+@functools.cache
+def _digest(path: Path, mtime_ns: int, size: int) -> str:
+    from eosfm_cli.io import sha256_file
+
+    return sha256_file(path)
 
 
 class FeatureSubset:
@@ -173,13 +187,11 @@ def _features(
     """The generalist of ``ens`` for the task, seeded, and its (cached) split features."""
     import lightning.pytorch as pl
 
-    from eosfm_cli.io import sha256_file
-
     pl.seed_everything(ctx.profile.seed, workers=True, verbose=False)
     samples = sum(len(d) for d in datasets.values())
     cfg = head_config(ctx, spec, bands, True, k, samples)
     model = build_checked_generalist(ctx, ens, cfg)
-    key = feature_key(ctx, model, sha256_file(ens), spec.name, root)
+    key = feature_key(ctx, model, file_digest(ens), spec.name, root)
     data, note = prepare_features(ctx, model, datasets, key, use_cache=True)
     return model, data, note
 
@@ -193,6 +205,7 @@ def scratch_run(
     indices: Sequence[int],
     seed: int,
     lr: float,
+    epochs: int,
     folder: Path,
 ) -> RunOutcome:
     """Train ``backbone`` from random weights on a train subset and score its best epoch.
@@ -209,6 +222,7 @@ def scratch_run(
         indices: the train samples of this fraction and seed.
         seed: the run's seed.
         lr: the learning rate.
+        epochs: the training epochs.
         folder: a scratch folder for the run's checkpoints (removed afterwards).
     """
     import lightning.pytorch as pl
@@ -219,7 +233,7 @@ def scratch_run(
     from eosfm_cli.training.specialist_fit import evaluate_checkpoint, fit_specialist
 
     start = time.perf_counter()
-    run_ctx = with_run_settings(ctx, seed, lr=lr, compile=False)
+    run_ctx = with_run_settings(ctx, seed, lr=lr, compile=False, max_epochs=epochs)
     tcfg, m = run_ctx.profile.trainer, run_ctx.profile.model
     train = subset(datasets["train"], indices)
     mean, std = band_statistics(train, list(bands), None, {}, write=False)

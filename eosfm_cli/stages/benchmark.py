@@ -25,7 +25,6 @@ and ``<task>.png``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import shutil
 import time
@@ -47,12 +46,18 @@ from eosfm_cli.benchmark_plan import (
     specialists_of,
 )
 from eosfm_cli.benchmark_report import benchmark_results, write_outputs
-from eosfm_cli.benchmark_runs import RunOutcome, head_run, scratch_run, train_targets
+from eosfm_cli.benchmark_runs import (
+    RunOutcome,
+    file_digest,
+    head_run,
+    scratch_run,
+    train_targets,
+)
 from eosfm_cli.benchmark_subsets import label_subset, present_classes, strata
 from eosfm_cli.console import count_progress, hushed, info
 from eosfm_cli.context import StageContext, print_dry_run
 from eosfm_cli.downstream import ensemble_file
-from eosfm_cli.io import atomic_write_json, sha256_file
+from eosfm_cli.io import atomic_write_json
 
 #: Head learning rates searched on val by default.
 HEAD_LRS = (1e-3, 1e-2)
@@ -176,7 +181,7 @@ def benchmark(
         )
         write_outputs(folder, result)
         result["trained"] = trained
-        record.inputs = {str(ens): sha256_file(ens)}
+        record.inputs = {str(ens): file_digest(ens)}
         record.outputs = [
             f"benchmarks/{bench_name}/{f}"
             for f in ("results.json", "report.md", *(f"{t.label}.png" for t in loaded))
@@ -223,14 +228,8 @@ def _execute(
     """Train and score one run."""
     indices = task.subsets[(run.fraction, run.seed)]
     if run.model.name == "scratch":
-        scratch_ctx = dataclasses.replace(
-            ctx,
-            profile=ctx.profile.model_copy(
-                update={"trainer": ctx.profile.trainer.model_copy(update={"max_epochs": epochs})}
-            ),
-        )
         return scratch_run(
-            scratch_ctx,
+            ctx,
             task.spec,
             specs[0].backbone,
             task.bands,
@@ -238,6 +237,7 @@ def _execute(
             indices,
             run.seed,
             run.lr,
+            epochs,
             folder / "tmp" / f"scratch-{run.task}-{run.fraction:g}-{run.seed}",
         )
     assert run.model.file is not None
