@@ -1,9 +1,11 @@
 """The ``eosfm`` command line: a thin Typer shell around the stage functions.
 
 This module builds the app and registers the commands: the pipeline commands live in
-:mod:`eosfm_cli.cli_pipeline`, the profile and dataset helpers in :mod:`eosfm_cli.cli_tools`,
-and what they share (options, choices, error handling) in :mod:`eosfm_cli.cli_common`. Torch is
-imported inside the commands, never at module level, so ``eosfm --help`` stays instant.
+:mod:`eosfm_cli.cli_pipeline` (``distill`` and ``export-model`` in :mod:`eosfm_cli.cli_deploy`,
+``benchmark`` in :mod:`eosfm_cli.cli_benchmark`), the profile and dataset helpers in
+:mod:`eosfm_cli.cli_tools`, and what they share (options, choices, error handling) in
+:mod:`eosfm_cli.cli_common`. Torch is imported inside the commands, never at module level, so
+``eosfm --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ app.add_typer(datasets_app, name="datasets", rich_help_panel=PANEL_TOOLS)
 PIPELINE: dict[str, Callable[..., Any]] = {
     "train-specialist": cli_pipeline.train_specialist,
     "export-ensemble": cli_pipeline.export_ensemble,
-    "distill": cli_pipeline.distill,
+    "distill": cli_deploy.distill,
     "fit-head": cli_pipeline.fit_head,
     "select-encoders": cli_pipeline.select_encoders,
     "evaluate": cli_pipeline.evaluate,

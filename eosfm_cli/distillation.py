@@ -42,6 +42,7 @@ def run_distillation(
     folder: Path,
     output: Path,
     resume: bool,
+    channels: str = "own",
 ) -> Distilled | None:
     """Distil the ensemble at ``teacher_path`` into a ``backbone`` student.
 
@@ -55,6 +56,8 @@ def run_distillation(
         folder: ``students/<name>/``.
         output: the student's ensemble file.
         resume: continue from ``folder/last.ckpt``.
+        channels: ``own`` writes the student's own pyramid; ``teacher`` keeps its projections
+            (on the teacher's scale), so its levels have the teacher's channels.
 
     Returns:
         The result; ``None`` on a DDP rank other than 0.
@@ -124,9 +127,11 @@ def run_distillation(
             cosines.append(task.feature_cosine(batch["image"].float(), batch.get("features")))
     val_cosine = [round(float(sum(c) / len(c)), 4) for c in zip(*cosines, strict=True)]
     losses = [round(v, 5) for v in task.epoch_losses]
+    teacher_channels = channels == "teacher"
     spec = SpecialistSpec(
         name=name,
         backbone=backbone,
+        projections=list(teacher.out_channels) if teacher_channels else None,
         bands=bands,
         mean=mean,
         std=std,
@@ -136,7 +141,10 @@ def run_distillation(
         versions=package_versions(),
         source="distill",
     )
-    state = {k: v.detach().clone() for k, v in task.student.state_dict().items()}
+    if teacher_channels:
+        state = task.teacher_scale_state()
+    else:
+        state = {k: v.detach().clone() for k, v in task.student.state_dict().items()}
     save_ensemble(output, [spec], [state])
     record: dict[str, Any] = spec.to_dict()
     record.update(
@@ -145,6 +153,7 @@ def run_distillation(
         teacher_specialists=list(teacher.active_names),
         teacher_channels=list(teacher.out_channels),
         student_channels=list(task.student_channels),
+        channels=channels,
         data={
             "sources": [{"name": s.name, "root": str(s.root)} for s in sources],
             "train": len(datasets["train"]),

@@ -245,3 +245,57 @@ def test_source_errors_are_one_line(teacher: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "folder of GeoTIFFs not found" in res.output
     assert "Traceback" not in res.output
     assert not (tmp_path / "ws" / "students").exists()
+
+
+def test_teacher_channels_fold_the_target_scale_into_the_projections(teacher: Path) -> None:
+    from eosfm_cli.models.specialist import build_specialist
+    from eosfm_cli.tasks.distill import DistillTask
+
+    bands = list(BAND_SETS["S2_ALL"])
+    ens = EosFM.from_file(teacher, bands, freeze=True, fusion="concat")
+    torch.manual_seed(0)
+    task = DistillTask(ens, ens.out_channels, "convnextv2_atto", bands, [1500.0] * 13, [800.0] * 13)
+    for level, c in enumerate(ens.out_channels):
+        getattr(task, f"target_mean_{level}").copy_(torch.randn(c))
+        getattr(task, f"target_std_{level}").copy_(torch.rand(c) + 0.5)
+    spec = _spec("student", bands)
+    spec.projections = list(ens.out_channels)
+    encoder = build_specialist(spec, task.teacher_scale_state()).eval()
+    assert encoder.feature_info.channels() == ens.out_channels
+    task.eval()
+    x = torch.rand(2, 13, 32, 32) * 3000
+    with torch.no_grad():
+        want = [
+            f * getattr(task, f"target_std_{i}").view(1, -1, 1, 1)
+            + getattr(task, f"target_mean_{i}").view(1, -1, 1, 1)
+            for i, f in enumerate(task(x))
+        ]
+        got = encoder(task.norm(x))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_a_student_with_the_teachers_channels_is_an_ensemble_of_the_teachers_width(
+    teacher: Path, tmp_path: Path
+) -> None:
+    res = distill(
+        _ctx(tmp_path / "ws", "trainer.max_epochs=1"),
+        ensemble=teacher,
+        name="wide",
+        channels="teacher",
+    )
+    assert res is not None
+    bands = list(BAND_SETS["S2_ALL"])
+    (spec,) = read_metadata(res.output)
+    width = EosFM.from_file(teacher, bands, fusion="concat").out_channels
+    assert spec.projections == width and res.record["channels"] == "teacher"
+    enc = EosFM.from_file(res.output, ["B02", "B03", "B04", "B08"]).eval()
+    assert enc.out_channels == width
+    with torch.no_grad():
+        feats = enc(torch.full((1, 4, 32, 32), 1500.0))
+    assert [f.shape[1] for f in feats] == width
+    # The record of a specialist without projections does not name them.
+    assert "projections" not in _spec("plain", ["B04"]).to_dict()
+    args = ["--root", str(SYNTHETIC), "--workspace", str(tmp_path / "w2"), "--channels", "x"]
+    res2 = CliRunner().invoke(app, ["distill", *args])
+    assert res2.exit_code == 2 and "unknown --channels 'x'" in res2.output

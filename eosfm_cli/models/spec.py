@@ -31,6 +31,10 @@ class SpecialistSpec:
         metrics: its validation (and test) metrics.
         versions: package versions it was built with.
         out_indices: the timm feature levels kept (``None``: timm's default).
+        projections: output channels of a 1x1 projection after each level (``None``: the
+            backbone's own channels). A distilled student written with the teacher's channels
+            has them; its weights then hold ``encoder.*`` and ``projections.*`` keys
+            (:class:`~eosfm_cli.models.projected.ProjectedEncoder`).
         source: where it came from (``workspace``, ``reference``, ``checkpoint``...).
         assumed: notes on anything inferred rather than recorded (e.g. band names).
 
@@ -49,6 +53,7 @@ class SpecialistSpec:
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     out_indices: list[int] | None = None
+    projections: list[int] | None = None
     source: str = "workspace"
     assumed: list[str] = field(default_factory=list)
 
@@ -62,6 +67,10 @@ class SpecialistSpec:
                 problems.append(f"{key} has {n} entries for in_chans={self.in_chans}")
         if any(s <= 0 for s in self.std):
             problems.append("std must be positive")
+        if self.projections is not None and (
+            not self.projections or any(int(c) <= 0 for c in self.projections)
+        ):
+            problems.append(f"projections must be positive channel counts (got {self.projections})")
         if problems:
             raise ArtifactError(
                 "; ".join(problems),
@@ -79,9 +88,12 @@ class SpecialistSpec:
 
         The keys keep the order of the original record (``in_chans`` after ``backbone``), so
         that ``specialist.json`` and ensemble metadata are byte-for-byte what they were when
-        ``in_chans`` was a stored field.
+        ``in_chans`` was a stored field. ``projections`` is written only when set, so the
+        records of every other specialist stay as they were.
         """
         data = asdict(self)
+        if data["projections"] is None:
+            del data["projections"]
         head = {key: data.pop(key) for key in ("name", "backbone")}
         return {**head, "in_chans": self.in_chans, **data}
 
@@ -116,6 +128,8 @@ class SpecialistSpec:
             declared = int(data["in_chans"]) if "in_chans" in data else None
             kwargs["mean"] = [float(v) for v in kwargs["mean"]]
             kwargs["std"] = [float(v) for v in kwargs["std"]]
+            if kwargs.get("projections") is not None:
+                kwargs["projections"] = [int(c) for c in kwargs["projections"]]
         except (TypeError, ValueError) as err:
             raise ArtifactError(f"malformed specialist metadata: {err}", where=where) from None
         n = len(kwargs["bands"])

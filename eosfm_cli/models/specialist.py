@@ -16,6 +16,7 @@ from torch import nn
 
 from eosfm_cli.errors import ArtifactError
 from eosfm_cli.models.adaptation import BandPlan, gather_channels
+from eosfm_cli.models.projected import ProjectedEncoder
 from eosfm_cli.models.spec import SpecialistSpec
 
 
@@ -64,8 +65,11 @@ def build_specialist(
 ) -> nn.Module:
     """Create a specialist's timm ``features_only`` model and load its weights strictly.
 
+    A specialist with :attr:`~SpecialistSpec.projections` is wrapped in a
+    :class:`~eosfm_cli.models.projected.ProjectedEncoder`.
+
     Args:
-        spec: the specialist (backbone, in_chans, out_indices).
+        spec: the specialist (backbone, in_chans, out_indices, projections).
         state_dict: its weights (``None`` when the file's weights were not read, which is an
             error for a specialist that is to run).
 
@@ -100,6 +104,12 @@ def build_specialist(
             f"timm cannot build it with features_only and out_indices={spec.out_indices}: {err}",
             where,
         ) from None
+    if spec.projections is not None:
+        try:
+            model = ProjectedEncoder(model, spec.projections)
+        except ValueError as err:
+            hint = "check the specialist's projections"
+            raise ArtifactError(str(err), where, hint=hint) from None
 
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]

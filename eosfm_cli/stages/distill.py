@@ -8,9 +8,10 @@ concatenated features (:class:`~eosfm_cli.tasks.distill.DistillTask`).
 Writes ``students/<name>/`` (``last.ckpt`` every epoch, ``best.ckpt`` by val loss,
 ``student.json`` with the provenance: teacher sha256, data, losses and held-out feature
 cosine) and ``ensembles/<name>.safetensors``: a native ensemble file holding the student as its
-one specialist, with its own channels, which ``fit-head``, ``evaluate`` and ``predict`` use
-like any ensemble. ``student.json`` is written last; ``--resume`` continues from
-``last.ckpt``.
+one specialist (with its own channels, or with ``--channels teacher`` its learned projections
+kept so that its levels have the teacher's channels and scale), which ``fit-head``,
+``evaluate`` and ``predict`` use like any ensemble. ``student.json`` is written last;
+``--resume`` continues from ``last.ckpt``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from eosfm_cli.errors import ProfileError, WorkspaceError
 
 #: The files of a finished distillation under ``students/<name>/``.
 STUDENT_FILES = ("last.ckpt", "best.ckpt", "student.json")
+#: What the student's pyramid is written as: its own channels, or the teacher's.
+CHANNEL_CHOICES = ("own", "teacher")
 
 
 @dataclass
@@ -58,6 +61,7 @@ def distill(
     input_bands: list[str] | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    channels: str = "own",
 ) -> DistillResult | None:
     """Run the `distill` stage.
 
@@ -72,10 +76,18 @@ def distill(
         input_bands: the student's bands (default: the ensemble's bands every source holds).
         resume: continue from ``students/<name>/last.ckpt``.
         overwrite: replace a finished student of the same name.
+        channels: ``own`` (the student's pyramid, smaller heads) or ``teacher`` (its learned
+            projections kept, so its levels have the teacher's channels and scale).
 
     Returns:
         The result, or ``None`` for a dry run (and on a DDP rank other than 0).
     """
+    if channels not in CHANNEL_CHOICES:
+        raise ProfileError(
+            f"unknown --channels {channels!r}",
+            where="--channels",
+            hint=f"use one of {', '.join(CHANNEL_CHOICES)}",
+        )
     cfg = ctx.profile.dataset
     if not data and cfg is None:
         raise ProfileError(
@@ -127,7 +139,7 @@ def distill(
                 with contextlib.suppress(FileNotFoundError):
                     (folder / stale).unlink()
         out = run_distillation(
-            ctx, teacher_path, backbone, name, bands, sources, folder, output, resume
+            ctx, teacher_path, backbone, name, bands, sources, folder, output, resume, channels
         )
         if out is None:
             return None

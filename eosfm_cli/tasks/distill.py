@@ -193,6 +193,24 @@ class DistillTask(pl.LightningModule):
         loss = torch.stack(self.level_losses(self(x), target)).mean()
         self.log("val/loss", loss, prog_bar=True, batch_size=x.shape[0])
 
+    def teacher_scale_state(self) -> dict[str, Tensor]:
+        """The student and its projections, as a ``ProjectedEncoder``'s state dict.
+
+        The projections learned standardised targets; the teacher's per-channel mean and std
+        are folded into them (``W' = s W``, ``b' = s b + m``), so the encoder's pyramid is on
+        the teacher's own scale and channels.
+
+        Returns:
+            ``encoder.*`` (the student's timm weights) and ``projections.<level>.*`` keys.
+        """
+        state = {f"encoder.{k}": v.detach().clone() for k, v in self.student.state_dict().items()}
+        for level, proj in enumerate(self.projections):
+            assert isinstance(proj, nn.Conv2d) and proj.bias is not None
+            m, s = self._stat("mean", level).detach(), self._stat("std", level).detach()
+            state[f"projections.{level}.weight"] = proj.weight.detach() * s.view(-1, 1, 1, 1)
+            state[f"projections.{level}.bias"] = proj.bias.detach() * s + m
+        return state
+
     def on_train_epoch_end(self) -> None:
         """Record the epoch's mean training loss."""
         if self._epoch_n:
