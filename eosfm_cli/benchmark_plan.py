@@ -26,6 +26,8 @@ from eosfm_cli.io import json_digest
 BASELINES = ("singles", "scratch", "selected")
 #: Prefix of the single-specialist models' names.
 SINGLE = "single:"
+#: The prefix of a compared file's model name (``compare:<file stem>``).
+COMPARED = "compare:"
 
 
 @dataclass
@@ -185,7 +187,7 @@ def plan_models(
     if "scratch" in baselines:
         models.append(Model("scratch"))
     for other in compare:
-        models.append(Model(f"compare:{Path(other).stem}", ensemble_file(ctx, Path(other))))
+        models.append(Model(f"{COMPARED}{Path(other).stem}", ensemble_file(ctx, Path(other))))
     return models
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eosfm_cli.benchmark_plan import SINGLE, Model, Run, Task
+from eosfm_cli.benchmark_plan import COMPARED, SINGLE, Model, Run, Task
 from eosfm_cli.benchmark_runs import RunOutcome, file_digest
 from eosfm_cli.benchmark_stats import (
     bootstrap,
@@ -25,7 +25,7 @@ from eosfm_cli.benchmark_stats import (
 )
 from eosfm_cli.io import atomic_write_json, atomic_write_text
 
-#: The models the differences are taken against, when present.
+#: The models the differences are taken against, when present (and every compared file).
 REFERENCES = ("best single", "scratch")
 
 
@@ -73,6 +73,7 @@ def aggregate_fraction(
     singles = [n for n in names if n.startswith(SINGLE)]
     best = max(singles, key=lambda n: sign * statistics.mean(models[n]["val"])) if singles else None
     refs = {"best single": best, "scratch": "scratch" if "scratch" in chosen else None}
+    refs.update({n.removeprefix(COMPARED): n for n in names if n.startswith(COMPARED)})
     differences = {}
     if "ensemble" in chosen:
         for label, other in refs.items():

@@ -94,6 +94,11 @@ def test_choices_are_made_on_val_never_on_test() -> None:
     assert res["best_single"] == "single:b"
     diff = res["differences"]["ensemble - best single"]
     assert diff["against"] == "single:b" and diff["mean"] == pytest.approx(0.125)
+    # A compared file (a distilled student, say) gets its own paired difference.
+    runs["compare:student"] = {0.001: [run(0.3, [True] * 4), run(0.3, [False] * 4)]}
+    res = aggregate_fraction("classification", runs, draws=200)
+    diff = res["differences"]["ensemble - student"]
+    assert diff["against"] == "compare:student" and diff["mean"] == pytest.approx(-0.375)
 
 
 def test_label_subsets_are_stratified_seeded_and_checked() -> None:
